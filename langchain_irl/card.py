@@ -1,0 +1,148 @@
+"""The model card (`card.json`) and the checks that guard loading a reward-model folder.
+
+A reward-model folder holds exactly the files its card lists, each with its SHA-256. Loading
+verifies everything here, before any graph reaches onnxruntime, and refuses with a
+`ModelFolderError` that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+CARD_FILE = "card.json"
+ENCODER_FILE = "encoder.onnx"
+HEAD_FILE = "head.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+REQUIRED_FILES = (ENCODER_FILE, HEAD_FILE, TOKENIZER_FILE)
+
+
+class ModelFolderError(ValueError):
+    """A reward-model folder is missing, incomplete, corrupted or of another schema version."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderInfo(_Strict):
+    """The pretrained sentence encoder inside `encoder.onnx`."""
+
+    name: str
+    source: str = Field(description="where the weights came from (a folder, a package)")
+    dim: int = Field(gt=0)
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True
+    quantization: Literal["none", "int8-dynamic-per-channel"] = "none"
+
+
+class HeadInfo(_Strict):
+    """The reward head inside `head.onnx`: reward = MLP([e_y, e_x * e_y, features])."""
+
+    kind: Literal["bi-encoder"] = "bi-encoder"
+    features: tuple[Literal["log_tokens"], ...] = ("log_tokens",)
+    hidden: tuple[int, ...] = ()
+
+
+class Calibration(_Strict):
+    """Held-out reward distributions: a raw score reads as a percentile of demonstrations."""
+
+    demo_scores: tuple[float, ...] = Field(min_length=1)
+    sample_scores: tuple[float, ...] = ()
+
+
+class ModelCard(_Strict):
+    """Everything needed to run and to judge a reward model; serialised as `card.json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    encoder: EncoderInfo
+    head: HeadInfo = HeadInfo()
+    max_tokens: int = Field(gt=0, le=8192)
+    prompt_format: Literal["last_user", "transcript"] = "last_user"
+    objective: str
+    training_data: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    calibration: Calibration | None = None
+    files: dict[str, str] = {}
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """Read and fully verify a reward-model folder; return its card.
+
+    Raises `ModelFolderError` naming the file and the reason when anything is wrong.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise ModelFolderError(f"{root}: no such reward-model folder")
+    if not root.is_dir():
+        raise ModelFolderError(
+            f"{root}: not a folder (a reward model is a folder with {CARD_FILE})"
+        )
+    card_path = root / CARD_FILE
+    _check_plain_file(root, CARD_FILE)
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{card_path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ModelFolderError(f"{card_path}: expected a JSON object, got {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ModelFolderError(
+            f"{card_path}: schema version {version!r}; this langchain-irl reads version "
+            f"{SCHEMA_VERSION} (retrain or export the model with a matching version)"
+        )
+    try:
+        card = ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelFolderError(f"{card_path}: invalid card: {exc}") from exc
+    _check_files(root, card)
+    return card
+
+
+def _check_files(root: Path, card: ModelCard) -> None:
+    for required in REQUIRED_FILES:
+        if required not in card.files:
+            raise ModelFolderError(f"{root / CARD_FILE}: does not list required file {required!r}")
+    for name, expected in card.files.items():
+        _check_plain_file(root, name)
+        actual = sha256_file(root / name)
+        if actual != expected:
+            raise ModelFolderError(
+                f"{root / name}: SHA-256 mismatch (card says {expected[:12]}…, file is "
+                f"{actual[:12]}…): the file was changed or corrupted"
+            )
+    for path in root.iterdir():
+        if path.suffix == ".onnx" and path.name not in card.files:
+            raise ModelFolderError(f"{path}: graph not listed in {CARD_FILE}; refusing to load it")
+
+
+def _check_plain_file(root: Path, name: str) -> None:
+    # Card file names are bare names: no directories, no traversal, no links out of the folder.
+    if not name or Path(name).name != name or name in {".", ".."}:
+        raise ModelFolderError(f"{root / CARD_FILE}: file name {name!r} is not a plain file name")
+    path = root / name
+    if path.is_symlink():
+        raise ModelFolderError(f"{path}: is a symbolic link; model files must be regular files")
+    if not path.exists():
+        raise ModelFolderError(f"{path}: missing")
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: not a regular file")

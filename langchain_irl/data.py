@@ -1,0 +1,200 @@
+"""Demonstration, policy-sample and preference-pair files (JSON Lines, optionally gzipped).
+
+- examples (demonstrations or policy samples): `{"input": ..., "output": "...", "score": 1.7}`
+  `input` is a string or a list of chat messages `{"role": ..., "content": ...}`; `score` is an
+  optional gold rating used only by evaluation.
+- pairs: `{"input": ..., "chosen": "...", "rejected": "..."}`
+
+Other keys are ignored. A malformed line raises `DataFileError` naming the file and line, unless
+`skip_invalid=True`, which skips such lines and logs how many (and the first few reasons).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from langchain_irl.rendering import PromptFormat, render_prompt
+
+logger = logging.getLogger(__name__)
+
+Messages = tuple[tuple[str, str], ...]  # (role, content) pairs, hashable
+InputValue = str | Messages
+_ROLES = {"system", "user", "assistant", "human", "ai", "tool"}
+
+
+class DataFileError(ValueError):
+    """A data file (or one of its lines) is not in the documented format."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (input, output) record: a demonstration or a policy sample."""
+
+    input: InputValue
+    output: str
+    score: float | None = None
+
+    def prompt(self, prompt_format: PromptFormat = "last_user") -> str:
+        return render_prompt(input_messages(self.input), prompt_format)
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"input": input_messages(self.input), "output": self.output}
+        if self.score is not None:
+            record["score"] = self.score
+        return record
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference: for `input`, `chosen` was preferred over `rejected`."""
+
+    input: InputValue
+    chosen: str
+    rejected: str
+
+    def prompt(self, prompt_format: PromptFormat = "transcript") -> str:
+        return render_prompt(input_messages(self.input), prompt_format)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input": input_messages(self.input),
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+        }
+
+
+def input_messages(value: InputValue) -> str | list[dict[str, str]]:
+    """An input as `render_prompt` takes it: the string, or the messages as role/content dicts."""
+    if isinstance(value, str):
+        return value
+    return [{"role": role, "content": content} for role, content in value]
+
+
+def parse_input(value: Any) -> InputValue:
+    """Validate an `input` field: a string or a non-empty list of {"role", "content"} messages."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"'input' must be a string or a list of messages, got {_kind(value)}")
+    messages = []
+    for index, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise ValueError(f"input[{index}] must be an object, got {_kind(message)}")
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES:
+            raise ValueError(f"input[{index}].role must be one of {sorted(_ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"input[{index}].content must be a string, got {_kind(content)}")
+        messages.append((role, content))
+    return tuple(messages)
+
+
+def parse_example(record: Mapping[str, Any]) -> Example:
+    score = record.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+        raise ValueError(f"'score' must be a number, got {_kind(score)}")
+    return Example(
+        parse_input(_field(record, "input")),
+        _text(record, "output"),
+        None if score is None else float(score),
+    )
+
+
+def parse_pair(record: Mapping[str, Any]) -> Pair:
+    return Pair(
+        parse_input(_field(record, "input")), _text(record, "chosen"), _text(record, "rejected")
+    )
+
+
+def read_examples(path: str | Path, *, skip_invalid: bool = False) -> list[Example]:
+    """Read demonstrations or policy samples."""
+    return _read(Path(path), parse_example, skip_invalid)
+
+
+def read_pairs(path: str | Path, *, skip_invalid: bool = False) -> list[Pair]:
+    """Read preference pairs."""
+    return _read(Path(path), parse_pair, skip_invalid)
+
+
+def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
+    """Write records atomically (a temporary file renamed into place); returns the count."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".tmp-{target.name}")  # keeps the suffix (.gz)
+    count = 0
+    with _open(temporary, "wt") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(temporary, target)
+    return count
+
+
+T = TypeVar("T")
+
+
+def _read(path: Path, parse: Callable[[Mapping[str, Any]], T], skip_invalid: bool) -> list[T]:
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    items: list[T] = []
+    errors: list[str] = []
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object, got {_kind(record)}")
+            items.append(parse(record))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            message = f"{path}:{number}: {exc}"
+            if not skip_invalid:
+                raise DataFileError(message) from exc
+            errors.append(message)
+    if errors:
+        logger.warning(
+            "skipped %d invalid line(s) of %s, kept %d; first: %s",
+            len(errors),
+            path,
+            len(items),
+            "; ".join(errors[:3]),
+        )
+    return items
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with _open(path, "rt") as handle:
+            yield from enumerate(handle, start=1)
+    except (UnicodeDecodeError, OSError, EOFError) as exc:  # gzip errors are OSError/EOFError
+        raise DataFileError(f"{path}: unreadable ({exc})") from exc
+
+
+def _open(path: Path, mode: str) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
+    return path.open(mode[0], encoding="utf-8")
+
+
+def _field(record: Mapping[str, Any], key: str) -> Any:
+    if key not in record:
+        raise ValueError(f"missing key {key!r} (keys present: {sorted(record)})")
+    return record[key]
+
+
+def _text(record: Mapping[str, Any], key: str) -> str:
+    value = _field(record, key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,113 @@
+"""Reward-model metrics in numpy: AUC, pairwise accuracy, Spearman, best-of-n curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def rank_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties counting one half."""
+    scores = np.concatenate([positive, negative])
+    ranks = _average_ranks(scores)
+    n_pos, n_neg = len(positive), len(negative)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    ra, rb = _average_ranks(np.asarray(a)), _average_ranks(np.asarray(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / denominator) if denominator > 0 else 0.0
+
+
+def best_of_n_curve(
+    rewards: Sequence[np.ndarray],
+    gold: Sequence[np.ndarray],
+    ns: Sequence[int],
+    *,
+    trials: int = 200,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Mean gold score of the reward-argmax of n random candidates, vs a random and an oracle pick.
+
+    `rewards[i]`, `gold[i]`: all candidates of group i (one input). Averaged over groups and trials.
+    """
+    rng = np.random.default_rng(seed)
+    picked, random_pick, oracle = [], [], []
+    for n in ns:
+        totals = np.zeros(3)
+        count = 0
+        for group_rewards, group_gold in zip(rewards, gold, strict=True):
+            if len(group_gold) < n:
+                continue
+            for _ in range(trials):
+                chosen = rng.choice(len(group_gold), size=n, replace=False)
+                totals += (
+                    group_gold[chosen[np.argmax(group_rewards[chosen])]],
+                    group_gold[chosen[0]],
+                    group_gold[chosen].max(),
+                )
+                count += 1
+        picked_mean, random_mean, oracle_mean = totals / max(count, 1)
+        picked.append(float(picked_mean))
+        random_pick.append(float(random_mean))
+        oracle.append(float(oracle_mean))
+    return {"n": [float(n) for n in ns], "reward": picked, "random": random_pick, "oracle": oracle}
+
+
+def gap_closed(curve: dict[str, list[float]], index: int = -1) -> float:
+    """Share of the random-to-oracle gap that the reward's pick closes at curve point `index`."""
+    gap = curve["oracle"][index] - curve["random"][index]
+    return (curve["reward"][index] - curve["random"][index]) / gap if gap > 0 else 0.0
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts_group = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    first = np.flatnonzero(starts_group)
+    last = np.r_[first[1:], len(values)] - 1
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = ((first + last) / 2 + 1)[np.cumsum(starts_group) - 1]
+    return ranks
+
+
+def reward_metrics(
+    rewards: np.ndarray,
+    groups: np.ndarray,
+    is_demo: np.ndarray,
+    gold: np.ndarray | None = None,
+    best_of: int = 16,
+) -> dict[str, float]:
+    """Held-out metrics of rewards over candidates grouped by input.
+
+    - `auc`: demonstrations vs policy samples, pooled over inputs;
+    - `pairwise_accuracy`: share of (demo, sample) pairs of the same input ranked correctly;
+    - with `gold` (human ratings; NaN where unknown): `spearman_gold` (mean over inputs) and
+      `best_of_{n}_gap_closed` (share of the random-to-oracle gap the reward's pick closes).
+    """
+    metrics = {"auc": rank_auc(rewards[is_demo], rewards[~is_demo])}
+    correct = pairs = 0.0
+    per_group_rewards, per_group_gold, correlations = [], [], []
+    for group in np.unique(groups):
+        members = groups == group
+        demo, sample = rewards[members & is_demo], rewards[members & ~is_demo]
+        if len(demo) and len(sample):
+            correct += rank_auc(demo, sample) * len(demo) * len(sample)
+            pairs += len(demo) * len(sample)
+        if gold is not None:
+            known = members & ~np.isnan(gold)
+            if known.sum() >= 2:
+                correlations.append(spearman(rewards[known], gold[known]))
+                per_group_rewards.append(rewards[known])
+                per_group_gold.append(gold[known])
+    if pairs:
+        metrics["pairwise_accuracy"] = correct / pairs
+    if correlations:
+        metrics["spearman_gold"] = float(np.mean(correlations))
+        curve = best_of_n_curve(per_group_rewards, per_group_gold, [best_of])
+        metrics[f"best_of_{best_of}_gap_closed"] = gap_closed(curve)
+    return metrics

@@ -1,0 +1,138 @@
+"""`RewardModel`: scores (prompt, candidate) pairs with onnxruntime, numpy and a tokenizer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from langchain_irl.card import (
+    ENCODER_FILE,
+    HEAD_FILE,
+    TOKENIZER_FILE,
+    ModelCard,
+    ModelFolderError,
+    read_card,
+)
+from langchain_irl.encoding import OnnxEncoder, make_session
+from langchain_irl.rendering import PromptInput, render_prompt
+
+
+def candidate_features(token_counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The head's scalar features of each candidate, shape (n, len(names))."""
+    columns = {"log_tokens": np.log1p(np.asarray(token_counts, dtype=np.float32))}
+    unknown = set(names) - columns.keys()
+    if unknown:
+        raise ValueError(f"unknown head features {sorted(unknown)}; known: {sorted(columns)}")
+    n = len(np.asarray(token_counts))
+    return np.stack([columns[name] for name in names], axis=1).reshape(n, len(names))
+
+
+class RewardModel:
+    """A learned reward r(x, y), loaded from a verified reward-model folder.
+
+    >>> rm = RewardModel.load("models/caption-humor")
+    >>> rm.score("A cat chairs a board meeting.", ["Any other business?", "Meow."])
+    array([ 1.31, -0.42], dtype=float32)
+
+    Thread-safe: one instance may score from many threads at once.
+    """
+
+    def __init__(
+        self, folder: Path, card: ModelCard, encoder: OnnxEncoder, head: ort.InferenceSession
+    ) -> None:
+        self.folder = folder
+        self.card = card
+        self.encoder = encoder
+        self._head = head
+        calibration = card.calibration
+        self._demo_scores = np.sort(calibration.demo_scores) if calibration else None
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, num_threads: int | None = None, batch_size: int = 32
+    ) -> RewardModel:
+        """Verify the folder (schema version, completeness, SHA-256 of every file), then load it.
+
+        `num_threads`: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
+        Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
+        """
+        folder = Path(path)
+        card = read_card(folder)
+        try:
+            encoder = OnnxEncoder.from_files(
+                folder / ENCODER_FILE,
+                folder / TOKENIZER_FILE,
+                card.max_tokens,
+                num_threads=num_threads,
+                batch_size=batch_size,
+            )
+            head = make_session(folder / HEAD_FILE, num_threads)
+        except Exception as exc:  # onnxruntime and tokenizers raise their own error types
+            raise ModelFolderError(f"{folder}: could not be loaded: {exc}") from exc
+        if encoder.dim != card.encoder.dim:
+            raise ModelFolderError(
+                f"{folder / ENCODER_FILE}: embeds to {encoder.dim} dimensions, card says "
+                f"{card.encoder.dim}"
+            )
+        return cls(folder, card, encoder, head)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def render(self, prompt: PromptInput) -> str:
+        """The prompt text this model conditions on, by the card's `prompt_format` rule."""
+        return render_prompt(prompt, self.card.prompt_format)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts with the model's encoder: float32 array of shape (len(texts), dim)."""
+        return self.encoder.encode(texts)[0]
+
+    def score(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
+        """One reward per candidate (float32, higher is better), all for the same prompt.
+
+        The prompt (a string, or chat messages rendered by the card's rule) is encoded once.
+        """
+        if isinstance(candidates, str):
+            raise TypeError("candidates must be a list of strings, not one string")
+        if not candidates:
+            return np.zeros(0, dtype=np.float32)
+        prompt_embedding = self.embed([self.render(prompt)])
+        candidate_embeddings, token_counts = self.encoder.encode(candidates)
+        return self.score_embedded(prompt_embedding, candidate_embeddings, token_counts)
+
+    async def ascore(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
+        """`score` in a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.score, prompt, candidates)
+
+    def score_embedded(
+        self,
+        prompt_embedding: np.ndarray,
+        candidate_embeddings: np.ndarray,
+        token_counts: np.ndarray,
+    ) -> np.ndarray:
+        """Rewards from precomputed embeddings; `prompt_embedding` is (1, dim) or (n, dim)."""
+        (rewards,) = self._head.run(
+            None,
+            {
+                "prompt_embedding": np.ascontiguousarray(prompt_embedding, dtype=np.float32),
+                "candidate_embedding": np.ascontiguousarray(candidate_embeddings, dtype=np.float32),
+                "candidate_features": candidate_features(token_counts, self.card.head.features),
+            },
+        )
+        return np.asarray(rewards, dtype=np.float32).reshape(-1)
+
+    def percentile(self, score: float | np.ndarray) -> float | np.ndarray:
+        """Share (in %) of held-out demonstrations that score at or below `score`."""
+        if self._demo_scores is None:
+            raise ValueError(f"reward model {self.name!r} has no calibration in its card")
+        ranks = np.searchsorted(self._demo_scores, score, side="right")
+        result = 100.0 * ranks / len(self._demo_scores)
+        return float(result) if np.ndim(result) == 0 else result
+
+    def __repr__(self) -> str:
+        return f"RewardModel(name={self.name!r}, folder={str(self.folder)!r})"

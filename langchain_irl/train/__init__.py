@@ -1,0 +1,1 @@
+"""Training side: export, objectives, the pipeline. Needs the `[train]` extra (torch)."""

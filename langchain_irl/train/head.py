@@ -1,0 +1,82 @@
+"""The reward head as an ONNX graph, built from numpy weights (no torch needed for this part).
+
+reward = MLP(phi), phi = [e_y, e_x * e_y, features]: ReLU between layers, none after the last.
+A head of one layer is linear, as the closed-form feature-matching reward is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+Layer = tuple[np.ndarray, np.ndarray]  # weight (in, out), bias (out,)
+
+
+def head_features(
+    prompt_embedding: np.ndarray, candidate_embedding: np.ndarray, features: np.ndarray
+) -> np.ndarray:
+    """phi(x, y) in numpy, exactly as the graph computes it (for training and checks)."""
+    return np.concatenate(
+        [candidate_embedding, prompt_embedding * candidate_embedding, features], axis=1
+    ).astype(np.float32)
+
+
+def head_forward(layers: Sequence[Layer], phi: np.ndarray) -> np.ndarray:
+    """The head in numpy: the reference the exported graph is checked against."""
+    hidden = phi
+    for index, (weight, bias) in enumerate(layers):
+        hidden = hidden @ weight + bias
+        if index < len(layers) - 1:
+            hidden = np.maximum(hidden, 0.0)
+    return hidden[:, 0]
+
+
+def build_head(layers: Sequence[Layer], dim: int, n_features: int) -> onnx.ModelProto:
+    """An ONNX graph: prompt_embedding (1|n, dim), candidate_embedding (n, dim),
+    candidate_features (n, f) -> reward (n,)."""
+    expected = 2 * dim + n_features
+    if layers[0][0].shape[0] != expected or layers[-1][0].shape[1] != 1:
+        raise ValueError(f"head layers must map {expected} inputs to 1 output")
+    nodes = [
+        helper.make_node("Mul", ["prompt_embedding", "candidate_embedding"], ["interaction"]),
+        helper.make_node(
+            "Concat", ["candidate_embedding", "interaction", "candidate_features"], ["h0"], axis=1
+        ),
+    ]
+    initializers = []
+    current = "h0"
+    for index, (weight, bias) in enumerate(layers):
+        w_name, b_name, out = f"w{index}", f"b{index}", f"h{index + 1}"
+        initializers += [
+            numpy_helper.from_array(np.asarray(weight, np.float32), w_name),
+            numpy_helper.from_array(np.asarray(bias, np.float32).reshape(-1), b_name),
+        ]
+        nodes.append(helper.make_node("Gemm", [current, w_name, b_name], [out]))
+        if index < len(layers) - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"{out}r"]))
+            out = f"{out}r"
+        current = out
+    initializers.append(numpy_helper.from_array(np.array([1], np.int64), "squeeze_axes"))
+    nodes.append(helper.make_node("Squeeze", [current, "squeeze_axes"], ["reward"]))
+    graph = helper.make_graph(
+        nodes,
+        "reward_head",
+        inputs=[
+            helper.make_tensor_value_info("prompt_embedding", TensorProto.FLOAT, ["p", dim]),
+            helper.make_tensor_value_info("candidate_embedding", TensorProto.FLOAT, ["n", dim]),
+            helper.make_tensor_value_info(
+                "candidate_features", TensorProto.FLOAT, ["n", n_features]
+            ),
+        ],
+        outputs=[helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["n"])],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="langchain-irl"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

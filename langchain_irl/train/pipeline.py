@@ -1,0 +1,231 @@
+"""demonstrations + policy samples -> a verified reward-model folder, with held-out metrics.
+
+The exported folder is re-loaded with the runtime (`RewardModel`) and the validation set re-scored
+with it, so the card's metrics are those of the model exactly as users will run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from tqdm.auto import tqdm
+
+from langchain_irl.card import (
+    ENCODER_FILE,
+    HEAD_FILE,
+    TOKENIZER_FILE,
+    Calibration,
+    HeadInfo,
+    ModelCard,
+)
+from langchain_irl.data import Example
+from langchain_irl.encoding import OnnxEncoder
+from langchain_irl.evaluation import reward_metrics, spearman
+from langchain_irl.rendering import PromptFormat
+from langchain_irl.reward_model import RewardModel, candidate_features
+from langchain_irl.train.artifact import write_model_folder
+from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_json
+from langchain_irl.train.head import build_head, head_features, head_forward
+from langchain_irl.train.objectives import OBJECTIVES
+
+logger = logging.getLogger(__name__)
+
+# int8 is shipped only if it keeps the reward ranking of the fp32 encoder (Spearman on validation).
+QUANTIZATION_MIN_SPEARMAN = 0.99
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "feature-matching"
+    encoder_dir: Path | None = None
+    max_tokens: int = 128
+    prompt_format: PromptFormat = "last_user"
+    quantize: bool = True
+    validation_share: float = 0.15
+    seed: int = 0
+    name: str = "reward-model"
+    description: str = ""
+
+
+@dataclass
+class EncodedSet:
+    """Records encoded once: candidate embeddings, their input's index, labels and gold scores."""
+
+    prompts: list[str]
+    prompt_embeddings: np.ndarray
+    texts: list[str]
+    groups: np.ndarray
+    embeddings: np.ndarray
+    token_counts: np.ndarray
+    is_demo: np.ndarray
+    gold: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> EncodedSet:
+        return EncodedSet(
+            self.prompts,
+            self.prompt_embeddings,
+            [t for t, m in zip(self.texts, mask, strict=True) if m],
+            self.groups[mask],
+            self.embeddings[mask],
+            self.token_counts[mask],
+            self.is_demo[mask],
+            self.gold[mask],
+        )
+
+    def phi(self, feature_names: Sequence[str]) -> np.ndarray:
+        features = candidate_features(self.token_counts, feature_names)
+        return head_features(self.prompt_embeddings[self.groups], self.embeddings, features)
+
+
+def encode_examples(
+    encoder: OnnxEncoder,
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    prompt_format: PromptFormat,
+    chunk: int = 512,
+) -> EncodedSet:
+    records = [*demos, *samples]
+    rendered = [record.prompt(prompt_format) for record in records]
+    prompts = sorted(set(rendered))
+    index = {prompt: i for i, prompt in enumerate(prompts)}
+    texts = prompts + [record.output for record in records]
+    embeddings = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    token_counts = np.empty(len(texts), dtype=np.int64)
+    with tqdm(total=len(texts), desc="embedding", unit="text") as bar:
+        for start in range(0, len(texts), chunk):
+            part = slice(start, start + chunk)
+            embeddings[part], token_counts[part] = encoder.encode(texts[part])
+            bar.update(len(texts[part]))
+    n_prompts = len(prompts)
+    return EncodedSet(
+        prompts=prompts,
+        prompt_embeddings=embeddings[:n_prompts],
+        texts=texts[n_prompts:],
+        groups=np.array([index[p] for p in rendered], dtype=np.int64),
+        embeddings=embeddings[n_prompts:],
+        token_counts=token_counts[n_prompts:],
+        is_demo=np.arange(len(records)) < len(demos),
+        gold=np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64),
+    )
+
+
+def validation_mask(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Hold out a share of inputs (never the same input in training and validation)."""
+    unique = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    n_valid = max(1, round(share * len(unique))) if share > 0 else 0
+    held_out = rng.permutation(unique)[:n_valid]
+    return np.isin(groups, held_out)
+
+
+def train(
+    demos: Sequence[Example], samples: Sequence[Example], out_dir: str | Path, config: TrainConfig
+) -> ModelCard:
+    """Train, export, re-score with the runtime, write the folder atomically; return its card."""
+    if not demos or not samples:
+        raise ValueError("training needs at least one demonstration and one policy sample")
+    fit = OBJECTIVES.get(config.objective)
+    if fit is None:
+        raise ValueError(f"unknown objective {config.objective!r}; known: {sorted(OBJECTIVES)}")
+    head_info = HeadInfo()
+    with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
+        work = Path(tmp)
+        logger.info("exporting the encoder to ONNX")
+        torch_encoder, encoder_dir = load_encoder(config.encoder_dir)
+        tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
+        fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
+        fp32 = OnnxEncoder.from_files(work / "fp32.onnx", work / TOKENIZER_FILE, config.max_tokens)
+        data = encode_examples(fp32, demos, samples, config.prompt_format)
+        valid = validation_mask(data.groups, config.validation_share, config.seed)
+        train_set, valid_set = data.subset(~valid), data.subset(valid)
+        phi = train_set.phi(head_info.features)
+        layers = fit(phi[train_set.is_demo], phi[~train_set.is_demo])
+
+        reference = head_forward(layers, valid_set.phi(head_info.features))
+        onnx.save(build_head(layers, fp32_info.dim, len(head_info.features)), work / HEAD_FILE)
+        card = ModelCard(
+            name=config.name,
+            description=config.description,
+            encoder=fp32_info,
+            head=head_info,
+            max_tokens=config.max_tokens,
+            prompt_format=config.prompt_format,
+            objective=config.objective,
+            training_data=_data_summary(demos, samples, data, valid, config),
+        )
+        model = _stage(work, "fp32", card)
+        rewards = runtime_rewards(model, valid_set)
+        if not np.allclose(rewards, reference, atol=1e-3):
+            worst = float(np.abs(rewards - reference).max())
+            raise RuntimeError(f"exported model disagrees with training (max |diff| {worst:.2e})")
+        metrics: dict[str, float] = {}
+        if config.quantize:
+            int8_info = export_encoder(
+                torch_encoder, encoder_dir, work / "int8.onnx", quantize=True
+            )
+            int8_model = _stage(work, "int8", card.model_copy(update={"encoder": int8_info}))
+            int8_rewards = runtime_rewards(int8_model, valid_set)
+            metrics["int8_reward_spearman"] = agreement = spearman(reference, int8_rewards)
+            if agreement >= QUANTIZATION_MIN_SPEARMAN:
+                model, rewards = int8_model, int8_rewards
+            else:
+                logger.warning(
+                    "int8 encoder changes the reward ranking (Spearman %.4f < %.2f): shipping fp32",
+                    agreement,
+                    QUANTIZATION_MIN_SPEARMAN,
+                )
+        metrics |= reward_metrics(rewards, valid_set.groups, valid_set.is_demo, valid_set.gold)
+        calibration = Calibration(
+            demo_scores=tuple(np.round(rewards[valid_set.is_demo], 5).tolist()),
+            sample_scores=tuple(np.round(rewards[~valid_set.is_demo], 5).tolist()),
+        )
+        card = model.card.model_copy(update={"metrics": metrics, "calibration": calibration})
+        write_model_folder(out_dir, card, {name: model.folder / name for name in card.files})
+    return card
+
+
+def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
+    """Write a complete folder with the `variant` encoder into `work`; load it with the runtime."""
+    files = {
+        ENCODER_FILE: work / f"{variant}.onnx",
+        HEAD_FILE: work / HEAD_FILE,
+        TOKENIZER_FILE: work / TOKENIZER_FILE,
+    }
+    return RewardModel.load(write_model_folder(work / f"staged-{variant}", card, files))
+
+
+def runtime_rewards(model: RewardModel, records: EncodedSet) -> np.ndarray:
+    """Score every record with the runtime, one `score` call per input, as users call it."""
+    rewards = np.empty(len(records.texts), dtype=np.float32)
+    for group in np.unique(records.groups):
+        (members,) = np.nonzero(records.groups == group)
+        rewards[members] = model.score(records.prompts[group], [records.texts[i] for i in members])
+    return rewards
+
+
+def _data_summary(
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    data: EncodedSet,
+    valid: np.ndarray,
+    config: TrainConfig,
+) -> dict[str, object]:
+    digest = hashlib.sha256()
+    for record in [*demos, *samples]:
+        digest.update(repr(record.to_json()).encode("utf-8"))
+    return {
+        "demonstrations": len(demos),
+        "policy_samples": len(samples),
+        "inputs": len(data.prompts),
+        "validation_inputs": len(np.unique(data.groups[valid])),
+        "validation_share": config.validation_share,
+        "seed": config.seed,
+        "sha256": digest.hexdigest(),
+    }
