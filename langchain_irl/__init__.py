@@ -1,0 +1,17 @@
+"""langchain-irl: learn a reward from demonstrations, use it inside LangChain."""
+
+from langchain_irl.card import ModelCard, ModelFolderError
+from langchain_irl.data import DataFileError, Example, Pair, read_examples, read_pairs
+from langchain_irl.reward_model import RewardModel
+
+__all__ = [
+    "DataFileError",
+    "Example",
+    "ModelCard",
+    "ModelFolderError",
+    "Pair",
+    "RewardModel",
+    "read_examples",
+    "read_pairs",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""The `langchain-irl` command line: data conversion, training, scoring and the offline demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from langchain_irl.card import ModelFolderError
+from langchain_irl.data import DataFileError
+
+EPILOG = """\
+examples:
+  langchain-irl data caption-contest data/caption_contest/dev.jsonl --out-dir build/captions
+  langchain-irl train --demos build/captions/demos.jsonl --samples build/captions/samples.jsonl \\
+      --out models/my-model
+  langchain-irl score models/caption-humor --prompt "A cat chairs a board meeting." \\
+      "Any other business?" "Meow."
+  langchain-irl demo
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("root", "onnxruntime", "transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args) or 0)
+    except (DataFileError, ModelFolderError, FileNotFoundError, ValueError) as exc:
+        print(f"langchain-irl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langchain-irl",
+        description="Learn a reward from demonstrations and use it with LangChain.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="convert a bundled public dataset to JSONL")
+    datasets = data.add_subparsers(dest="dataset", required=True)
+    captions = datasets.add_parser(
+        "caption-contest",
+        help="New Yorker caption contest -> demos.jsonl (top-rated) + samples.jsonl (the crowd)",
+    )
+    captions.add_argument("file", type=Path)
+    captions.add_argument("--out-dir", type=Path, required=True)
+    captions.add_argument("--top", type=int, default=30, help="demonstrations per contest")
+    captions.add_argument(
+        "--sample-chunks",
+        nargs="+",
+        default=["middle", "bottom"],
+        help="which blocks of entries are policy samples (default: middle bottom)",
+    )
+    captions.add_argument("--exclude-contests", type=int, nargs="*", default=[])
+    captions.set_defaults(run=_run_caption_contest)
+    hh = datasets.add_parser("hh-rlhf", help="Anthropic HH-RLHF -> preference pairs JSONL")
+    hh.add_argument("file", type=Path)
+    hh.add_argument("--out", type=Path, required=True)
+    hh.set_defaults(run=_run_hh_rlhf)
+
+    train = commands.add_parser("train", help="learn a reward model folder from demonstrations")
+    train.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
+    train.add_argument("--samples", type=Path, required=True, help="policy samples JSONL")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--objective", default="feature-matching")
+    train.add_argument("--encoder", type=Path, help="local Hugging Face model folder")
+    train.add_argument("--max-tokens", type=int, default=128)
+    train.add_argument("--prompt-format", choices=["last_user", "transcript"], default="last_user")
+    train.add_argument("--no-quantize", action="store_true", help="ship the fp32 encoder")
+    train.add_argument("--validation-share", type=float, default=0.15)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    train.add_argument("--description", default="")
+    train.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    train.set_defaults(run=_run_train)
+
+    score = commands.add_parser("score", help="score candidate outputs for a prompt")
+    score.add_argument("model", type=Path)
+    score.add_argument("--prompt", required=True)
+    score.add_argument("candidates", nargs="+")
+    score.set_defaults(run=_run_score)
+
+    demo = commands.add_parser("demo", help="offline demo on cartoons the bundled model never saw")
+    demo.add_argument("--model", type=Path, default=None)
+    demo.add_argument("--data", type=Path, default=None)
+    demo.add_argument("--n", type=int, default=16, help="candidates per cartoon")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _run_caption_contest(args: argparse.Namespace) -> None:
+    from langchain_irl.converters import caption_contest
+    from langchain_irl.data import write_jsonl
+
+    demos, samples = caption_contest(
+        args.file, top=args.top, sample_chunks=args.sample_chunks, exclude=args.exclude_contests
+    )
+    for name, records in (("demos.jsonl", demos), ("samples.jsonl", samples)):
+        count = write_jsonl(args.out_dir / name, (r.to_json() for r in records))
+        print(f"wrote {count} records to {args.out_dir / name}")
+
+
+def _run_hh_rlhf(args: argparse.Namespace) -> None:
+    from langchain_irl.converters import hh_rlhf
+    from langchain_irl.data import write_jsonl
+
+    count = write_jsonl(args.out, (pair.to_json() for pair in hh_rlhf(args.file)))
+    print(f"wrote {count} pairs to {args.out}")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from langchain_irl.data import read_examples
+    from langchain_irl.train.pipeline import TrainConfig, train
+
+    demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
+    samples = read_examples(args.samples, skip_invalid=args.skip_invalid)
+    config = TrainConfig(
+        objective=args.objective,
+        encoder_dir=args.encoder,
+        max_tokens=args.max_tokens,
+        prompt_format=args.prompt_format,
+        quantize=not args.no_quantize,
+        validation_share=args.validation_share,
+        seed=args.seed,
+        name=args.name or args.out.name,
+        description=args.description,
+    )
+    card = train(demos, samples, args.out, config)
+    print(f"wrote {args.out}")
+    for key, value in sorted(card.metrics.items()):
+        print(f"  {key:>24}: {value:.4f}")
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    from langchain_irl.reward_model import RewardModel
+
+    model = RewardModel.load(args.model)
+    scores = model.score(args.prompt, args.candidates)
+    calibrated = model.card.calibration is not None
+    for index in scores.argsort()[::-1]:
+        percentile = f"  p{model.percentile(float(scores[index])):5.1f}" if calibrated else ""
+        print(f"{scores[index]:+8.3f}{percentile}  {args.candidates[index]}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from langchain_irl.demo import run_demo
+
+    run_demo(model_dir=args.model, data_file=args.data, n=args.n, seed=args.seed)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""Shared fixtures: real data from ../shared/data (the bundled copy when absent), real models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from langchain_irl import RewardModel
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = ROOT / "models" / "caption-humor"
+
+
+def data_file(*parts: str) -> Path:
+    shared = ROOT.parent / "shared" / "data" / Path(*parts)
+    return shared if shared.exists() else ROOT / "data" / Path(*parts)
+
+
+CAPTIONS = data_file("caption_contest", "dev.jsonl")
+HH_PAIRS = data_file("hh_rlhf_harmless", "dev.jsonl.gz")
+
+
+@pytest.fixture(scope="session")
+def contests() -> list[dict]:
+    return [json.loads(line) for line in CAPTIONS.open(encoding="utf-8")]
+
+
+@pytest.fixture(scope="session")
+def captions(contests: list[dict]) -> list[str]:
+    return [caption["text"] for contest in contests[:3] for caption in contest["captions"]]
+
+
+@pytest.fixture(scope="session")
+def model() -> RewardModel:
+    return RewardModel.load(BUNDLED_MODEL)
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """A writable copy of the bundled model folder, to damage in refusal tests."""
+    target = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, target)
+    return target

@@ -1,0 +1,112 @@
+"""Training end to end on real captions: the folder loads, its card holds runtime metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langchain_irl import RewardModel
+from langchain_irl.converters import caption_contest
+from langchain_irl.train.objectives import OBJECTIVES
+from langchain_irl.train.pipeline import TrainConfig, train, validation_mask
+from tests.conftest import CAPTIONS
+
+SMALL = {510, 514, 516, 519, 521, 523}
+
+
+@pytest.fixture(scope="module")
+def small_data() -> tuple[list, list]:
+    return caption_contest(CAPTIONS, top=10, sample_chunks=["middle"], contests=SMALL)
+
+
+@pytest.fixture(scope="module")
+def trained(small_data: tuple[list, list], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "model"
+    config = TrainConfig(
+        objective="feature-matching-whitened", validation_share=0.34, name="small", seed=1
+    )
+    train(*small_data, out, config)
+    return out
+
+
+def test_trained_folder_loads_with_metrics_and_calibration(trained: Path) -> None:
+    model = RewardModel.load(trained)
+    card = model.card
+    assert card.name == "small" and card.objective == "feature-matching-whitened"
+    assert {"auc", "pairwise_accuracy", "spearman_gold", "best_of_16_gap_closed"} <= set(
+        card.metrics
+    )
+    assert card.training_data["inputs"] == 6 and card.training_data["validation_inputs"] == 2
+    assert len(card.calibration.demo_scores) == 2 * 10
+    assert len(card.calibration.sample_scores) == 2 * 150
+    assert sorted(p.name for p in trained.iterdir()) == [
+        "card.json",
+        "encoder.onnx",
+        "head.onnx",
+        "tokenizer.json",
+    ]
+
+
+def test_card_calibration_is_what_the_runtime_scores(
+    trained: Path, small_data: tuple[list, list]
+) -> None:
+    """The card's held-out demo scores are reproduced by scoring them with the loaded folder."""
+    model = RewardModel.load(trained)
+    demos, _ = small_data
+    by_prompt: dict[str, list[str]] = {}
+    for demo in demos:
+        by_prompt.setdefault(demo.input, []).append(demo.output)
+    scores = np.concatenate([model.score(p, outs) for p, outs in by_prompt.items()])
+    for value in model.card.calibration.demo_scores:
+        assert np.abs(scores - value).min() < 1e-3
+
+
+def test_quantization_is_shipped_only_when_it_keeps_the_ranking(trained: Path) -> None:
+    card = json.loads((trained / "card.json").read_text())
+    spearman = card["metrics"]["int8_reward_spearman"]
+    expected = "int8-dynamic-per-channel" if spearman >= 0.99 else "none"
+    assert card["encoder"]["quantization"] == expected
+
+
+def test_retraining_replaces_the_folder_atomically(
+    trained: Path, small_data: tuple[list, list], tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    train(*small_data, out, TrainConfig(quantize=False, validation_share=0.34, seed=1))
+    assert not (out / "stale.txt").exists()
+    assert RewardModel.load(out).card.encoder.quantization == "none"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_unknown_objective_and_empty_data(small_data: tuple[list, list], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown objective 'magic'"):
+        train(*small_data, tmp_path / "m", TrainConfig(objective="magic"))
+    with pytest.raises(ValueError, match="at least one demonstration"):
+        train([], small_data[1], tmp_path / "m", TrainConfig())
+    assert not (tmp_path / "m").exists()
+
+
+def test_objectives_rank_demos_above_samples() -> None:
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=20)
+    samples = rng.normal(size=(500, 20))
+    demos = rng.normal(size=(100, 20)) + 0.5 * direction / np.linalg.norm(direction)
+    for name, fit in OBJECTIVES.items():
+        ((weight, bias),) = fit(demos, samples)
+        sample_rewards = samples @ weight[:, 0] + bias[0]
+        assert sample_rewards.mean() == pytest.approx(0, abs=1e-4), name
+        assert sample_rewards.std() == pytest.approx(1, abs=1e-3), name
+        assert (demos @ weight[:, 0] + bias[0]).mean() > 0.3, name
+
+
+def test_validation_split_is_by_input() -> None:
+    groups = np.repeat(np.arange(20), 7)
+    mask = validation_mask(groups, 0.25, seed=3)
+    held_out = set(groups[mask])
+    assert len(held_out) == 5 and held_out.isdisjoint(groups[~mask])
+    np.testing.assert_array_equal(mask, validation_mask(groups, 0.25, seed=3))

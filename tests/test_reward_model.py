@@ -1,0 +1,156 @@
+"""RewardModel on real captions: scores, truncation, percentiles, async, threads, fuzzing."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from langchain_irl import RewardModel
+from tests.conftest import BUNDLED_MODEL, ROOT
+
+
+def test_score_one_float_per_candidate(model: RewardModel, contests: list[dict]) -> None:
+    contest = contests[0]
+    candidates = [c["text"] for c in contest["captions"][:20]]
+    scores = model.score(contest["description"], candidates)
+    assert scores.shape == (20,) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    assert len(np.unique(scores)) > 15  # a real reward, not a constant
+
+
+def test_score_is_per_prompt(model: RewardModel, contests: list[dict]) -> None:
+    candidates = [c["text"] for c in contests[0]["captions"][:10]]
+    first = model.score(contests[0]["description"], candidates)
+    second = model.score(contests[1]["description"], candidates)
+    assert not np.allclose(first, second)
+
+
+def test_bundled_model_prefers_top_captions_of_unseen_contests(
+    model: RewardModel, contests: list[dict]
+) -> None:
+    """Held-out contests (not in the model's training data): top 30 beat the middle block."""
+    wins = []
+    for contest in contests:
+        if contest["contest"] not in (641, 645, 648, 650, 654):
+            continue
+        captions = contest["captions"]
+        top = [c["text"] for c in captions if c["rank"] <= 30]
+        middle = [c["text"] for c in captions if c["chunk"] == "middle"]
+        scores = model.score(contest["description"], top + middle)
+        wins.append((scores[: len(top), None] > scores[None, len(top) :]).mean())
+    assert len(wins) == 5
+    assert np.mean(wins) > 0.55
+
+
+def test_chat_messages_render_by_the_card_rule(model: RewardModel, contests: list[dict]) -> None:
+    description = contests[0]["description"]
+    candidates = ["I told you it was a bad idea.", "Meow."]
+    messages = [SystemMessage("Write a funny caption."), HumanMessage(description)]
+    assert model.render(messages) == description
+    np.testing.assert_allclose(
+        model.score(messages, candidates), model.score(description, candidates)
+    )
+
+
+def test_empty_inputs(model: RewardModel) -> None:
+    assert model.score("prompt", []).shape == (0,)
+    scores = model.score("", ["", "a caption"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_long_text_is_truncated_not_an_error(model: RewardModel) -> None:
+    words = "the cat sat on the mat " * 200_000  # ~4.6 MB
+    start = time.perf_counter()
+    long_score = model.score(words, [words])
+    assert time.perf_counter() - start < 5
+    cut = " ".join(words.split()[: model.card.max_tokens])
+    np.testing.assert_allclose(long_score, model.score(cut, [cut]), atol=1e-4)
+
+
+def test_candidates_must_be_strings(model: RewardModel) -> None:
+    with pytest.raises(TypeError, match="list of strings"):
+        model.score("prompt", "one string")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        model.score("prompt", ["ok", 3])  # type: ignore[list-item]
+
+
+def test_embed_is_normalised(model: RewardModel, captions: list[str]) -> None:
+    embeddings = model.embed(captions[:50])
+    assert embeddings.shape == (50, model.card.encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-3)
+
+
+def test_percentile_against_demonstrations(model: RewardModel) -> None:
+    demos = np.sort(model.card.calibration.demo_scores)
+    assert model.percentile(demos[-1] + 1.0) == 100.0
+    assert model.percentile(demos[0] - 1.0) == 0.0
+    assert model.percentile(float(np.median(demos))) == pytest.approx(50, abs=2)
+    values = model.percentile(np.array([-5.0, 0.0, 5.0]))
+    assert list(values) == sorted(values)
+
+
+def test_calibration_separates_demos_from_samples(model: RewardModel) -> None:
+    calibration = model.card.calibration
+    assert np.mean(calibration.demo_scores) > np.mean(calibration.sample_scores)
+
+
+async def test_ascore_matches_and_does_not_block(model: RewardModel, captions: list[str]) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    scores = await model.ascore("A dog in a suit.", captions[:256])
+    task.cancel()
+    assert ticks > 5  # the loop kept running while the model scored
+    np.testing.assert_array_equal(scores, model.score("A dog in a suit.", captions[:256]))
+
+
+def test_threads_give_the_same_scores_as_one_thread(captions: list[str]) -> None:
+    model = RewardModel.load(BUNDLED_MODEL, num_threads=1)
+    jobs = [(captions[i], captions[i + 1 : i + 17]) for i in range(0, 640, 20)]
+    serial = [model.score(prompt, candidates) for prompt, candidates in jobs]
+    with ThreadPoolExecutor(16) as pool:
+        parallel = list(pool.map(lambda job: model.score(*job), jobs))
+    for expected, actual in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(expected, actual)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prompt=st.text(max_size=300),
+    candidates=st.lists(st.text(max_size=300), min_size=1, max_size=5),
+)
+def test_fuzz_any_unicode(model: RewardModel, prompt: str, candidates: list[str]) -> None:
+    scores = model.score(prompt, candidates)
+    assert scores.shape == (len(candidates),) and np.isfinite(scores).all()
+
+
+def test_runtime_needs_no_torch() -> None:
+    """Load and score in a process where importing torch fails."""
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from langchain_irl import RewardModel\n"
+        f"m = RewardModel.load({str(BUNDLED_MODEL)!r})\n"
+        "print(m.score('A man in a cage.', ['Free at last.', 'Hmm.']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[" in result.stdout
