@@ -25,7 +25,8 @@ def make_session(path: Path, num_threads: int | None = None) -> ort.InferenceSes
 
 
 class OnnxEncoder:
-    """Embeds texts in length-sorted batches padded to the batch's longest text (dynamic padding).
+    """Embeds texts in length-sorted batches padded to the batch's longest text (dynamic padding),
+    each within `batch_size` texts and `batch_tokens` padded tokens.
 
     Long texts are truncated to `max_tokens`, never an error; empty strings are valid. Thread-safe.
     """
@@ -35,12 +36,14 @@ class OnnxEncoder:
         session: ort.InferenceSession,
         tokenizer: Tokenizer,
         max_tokens: int,
-        batch_size: int = 32,
+        batch_size: int = 64,
+        batch_tokens: int = 1024,
     ) -> None:
         self._session = session
         self._tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.dim = int(session.get_outputs()[0].shape[-1])
         self._input_names = {i.name for i in session.get_inputs()}
         tokenizer.no_padding()
@@ -54,10 +57,29 @@ class OnnxEncoder:
         max_tokens: int,
         *,
         num_threads: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 64,
+        batch_tokens: int = 1024,
     ) -> OnnxEncoder:
         session = make_session(onnx_path, num_threads)
-        return cls(session, Tokenizer.from_file(str(tokenizer_path)), max_tokens, batch_size)
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        return cls(session, tokenizer, max_tokens, batch_size, batch_tokens)
+
+    def _batches(self, sorted_lengths: np.ndarray) -> list[slice]:
+        """Consecutive runs of length-sorted texts within `batch_size` rows and `batch_tokens`
+        padded tokens: few padding tokens, and activations (peak memory) stay bounded."""
+        batches = []
+        start = 0
+        while start < len(sorted_lengths):
+            end = start + 1
+            while (
+                end < len(sorted_lengths)
+                and end - start < self.batch_size
+                and (end - start + 1) * sorted_lengths[end] <= self.batch_tokens
+            ):
+                end += 1
+            batches.append(slice(start, end))
+            start = end
+        return batches
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings, float32 (n, dim), and each text's content-token count after truncation."""
@@ -70,15 +92,15 @@ class OnnxEncoder:
         special = np.array([sum(e.special_tokens_mask) for e in encodings], dtype=np.int64)
         embeddings = np.empty((len(texts), self.dim), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(int(lengths[batch].max()), 1)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
+        for batch in self._batches(lengths[order]):
+            rows = order[batch]
+            width = max(int(lengths[rows].max()), 1)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for row, i in enumerate(rows):
                 ids[row, : lengths[i]] = encodings[i].ids
                 mask[row, : lengths[i]] = 1
             inputs = {"input_ids": ids, "attention_mask": mask}
             feed = {name: value for name, value in inputs.items() if name in self._input_names}
-            embeddings[batch] = self._session.run(None, feed)[0]
+            embeddings[rows] = self._session.run(None, feed)[0]
         return embeddings, lengths - special

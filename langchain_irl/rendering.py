@@ -32,7 +32,7 @@ def render_prompt(prompt: PromptInput, prompt_format: PromptFormat = "last_user"
     if prompt_format == "last_user":
         for message in reversed(messages):
             if message.type == "human":
-                return message.text
+                return str(message.text)
         return ""
     if prompt_format == "transcript":
         turns = [
@@ -46,7 +46,7 @@ def render_output(message: BaseMessage | str) -> str:
     """Render a candidate answer: its text, then its tool calls (if any) as JSON text."""
     if isinstance(message, str):
         return message
-    text = message.text
+    text = str(message.text)
     if isinstance(message, AIMessage) and message.tool_calls:
         calls = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
         text = (text + "\n" if text else "") + json.dumps(calls, sort_keys=True, ensure_ascii=False)

@@ -53,11 +53,18 @@ class RewardModel:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, num_threads: int | None = None, batch_size: int = 32
+        cls,
+        path: str | Path,
+        *,
+        num_threads: int | None = None,
+        batch_size: int = 64,
+        batch_tokens: int = 1024,
     ) -> RewardModel:
         """Verify the folder (schema version, completeness, SHA-256 of every file), then load it.
 
         `num_threads`: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
+        `batch_size`, `batch_tokens`: the most texts and padded tokens per encoder run; a smaller
+        token budget lowers peak memory.
         Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
         """
         folder = Path(path)
@@ -69,6 +76,7 @@ class RewardModel:
                 card.max_tokens,
                 num_threads=num_threads,
                 batch_size=batch_size,
+                batch_tokens=batch_tokens,
             )
             head = make_session(folder / HEAD_FILE, num_threads)
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
