@@ -131,7 +131,7 @@ def _run_train(args: argparse.Namespace) -> None:
         quantize=not args.no_quantize,
         validation_share=args.validation_share,
         seed=args.seed,
-        name=args.name or args.out.name,
+        name=args.name,
         description=args.description,
     )
     card = train(demos, samples, args.out, config)

@@ -81,6 +81,11 @@ class OnnxEncoder:
             start = end
         return batches
 
+    def count_tokens(self, text: str) -> int:
+        """Content tokens of the whole `text` (special tokens not counted)."""
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return len(encoding.ids) + sum(len(part.ids) for part in encoding.overflowing)
+
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings, float32 (n, dim), and each text's content-token count after truncation."""
         for index, text in enumerate(texts):

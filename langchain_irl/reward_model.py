@@ -109,9 +109,11 @@ class RewardModel:
             raise TypeError("candidates must be a list of strings, not one string")
         if not candidates:
             return np.zeros(0, dtype=np.float32)
-        prompt_embedding = self.embed([self.render(prompt)])
-        candidate_embeddings, token_counts = self.encoder.encode(candidates)
-        return self.score_embedded(prompt_embedding, candidate_embeddings, token_counts)
+        return self.scorer(prompt).score(candidates)[0]
+
+    def scorer(self, prompt: PromptInput) -> PromptScorer:
+        """A scorer for one prompt: the prompt is encoded now, candidates whenever they arrive."""
+        return PromptScorer(self, self.embed([self.render(prompt)]))
 
     async def ascore(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
         """`score` in a worker thread, so the event loop keeps running."""
@@ -144,3 +146,17 @@ class RewardModel:
 
     def __repr__(self) -> str:
         return f"RewardModel(name={self.name!r}, folder={str(self.folder)!r})"
+
+
+class PromptScorer:
+    """Scores candidates for one already-encoded prompt (see `RewardModel.scorer`)."""
+
+    def __init__(self, model: RewardModel, prompt_embedding: np.ndarray) -> None:
+        self.model = model
+        self.prompt_embedding = prompt_embedding
+
+    def score(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rewards (n,) and the candidates' embeddings (n, dim)."""
+        embeddings, token_counts = self.model.encoder.encode(candidates)
+        rewards = self.model.score_embedded(self.prompt_embedding, embeddings, token_counts)
+        return rewards, embeddings

@@ -50,7 +50,7 @@ class TrainConfig:
     quantize: bool = True
     validation_share: float = 0.15
     seed: int = 0
-    name: str = "reward-model"
+    name: str | None = None  # default: the output folder's name
     description: str = ""
 
 
@@ -151,7 +151,7 @@ def train(
         reference = head_forward(layers, valid_set.phi(head_info.features))
         onnx.save(build_head(layers, fp32_info.dim, len(head_info.features)), work / HEAD_FILE)
         card = ModelCard(
-            name=config.name,
+            name=config.name or Path(out_dir).name,
             description=config.description,
             encoder=fp32_info,
             head=head_info,

@@ -1,0 +1,418 @@
+"""`BestOfN`: a chat model that samples n candidates from any chat model and returns the best.
+
+    llm = BestOfN(llm=ChatOpenAI(model="gpt-4o-mini"), reward_model=RewardModel.load(path), n=8)
+    chain = prompt | llm | StrOutputParser()     # a drop-in for the plain model
+
+Sampling uses the inner model's own `n` when it has one (one request, the prompt billed once), else
+n concurrent calls (bounded by `max_concurrency`); candidates are scored as they arrive. The answer
+is the chosen candidate's own message, with every candidate's reward in its metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import Runnable, RunnableBinding
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_irl.rendering import render_output
+from langchain_irl.reward_model import PromptScorer, RewardModel
+from langchain_irl.selection import Selection, choose
+from langchain_irl.usage import estimated_usage, total_usage
+
+# Constructor parameters of the wrapper that configure the inner model.
+FORWARDED = ("temperature", "max_tokens", "timeout", "max_retries")
+
+
+class BestOfN(BaseChatModel):
+    """Best-of-n sampling from any chat model, ranked by a learned reward model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    llm: BaseChatModel
+    """The inner chat model that writes the candidates."""
+    reward_model: RewardModel = Field(exclude=True)
+    """The learned reward that ranks them."""
+    n: int = Field(default=8, ge=1)
+    """Candidates per call (at most, with `threshold`)."""
+    selection: Selection = "argmax"
+    """How to pick among candidates: `argmax`, `softmax` or `regularized` (see `selection.py`)."""
+    softmax_temperature: float = Field(default=1.0, gt=0)
+    proximity_weight: float = 1.0
+    threshold: float | None = Field(default=None, ge=0, le=100)
+    """Stop sampling once a candidate scores at or above this percentile of demonstrations."""
+    wave_size: int | None = Field(default=None, ge=1)
+    """Candidates per wave when `threshold` is set (default: a quarter of n, at least 1)."""
+    max_concurrency: int = Field(default=8, ge=1)
+    """Most inner calls in flight at once on the concurrent path."""
+    native_n: bool | None = None
+    """Use the inner model's `n` (one request). Default: when the inner model has an `n` field."""
+    return_all: bool = False
+    """Also return every candidate (as further generations, and texts in the metadata)."""
+    seed: int | None = None
+    """Seed of the softmax rule's sampling."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    stop: list[str] | None = None
+    max_retries: int | None = None
+    streaming: bool = False
+    """Accepted for compatibility; streaming yields the winner once it is chosen."""
+
+    _inner: BaseChatModel = PrivateAttr()
+    _rng: np.random.Generator = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _configure_inner(self) -> BestOfN:
+        forwarded = {name: getattr(self, name) for name in FORWARDED}
+        self._inner = _with_params(self.llm, {k: v for k, v in forwarded.items() if v is not None})
+        self._rng = np.random.default_rng(self.seed)
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "best-of-n"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "selection": self.selection,
+            "reward_model": self.reward_model.name,
+            "llm": self._inner._identifying_params,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        # Traces carry the inner provider and model (what is billed), not the wrapper's name.
+        return self._inner._get_ls_params(stop=stop or self.stop, **kwargs)
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Tools are formatted by the inner model and forwarded to every candidate call; the
+        candidates' tool calls are scored as their JSON text."""
+        bound = self._inner.bind_tools(tools, tool_choice=tool_choice, **kwargs)
+        if not isinstance(bound, RunnableBinding):
+            raise TypeError(f"{type(self._inner).__name__}.bind_tools did not return a binding")
+        return self.bind(**bound.kwargs)
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        pool = self._start(messages)
+        scorer = self.reward_model.scorer(messages)
+        call = {"stop": stop or self.stop, "callbacks": _child_callbacks(run_manager), **kwargs}
+        for size in pool.waves():
+            if self._uses_native_n():
+                try:
+                    result = self._inner_with_n(size).generate([messages], **call)
+                    pool.add_response(result, scorer)
+                except Exception as error:
+                    pool.add_failure(error, size)
+                continue
+            with ThreadPoolExecutor(min(size, self.max_concurrency)) as executor:
+                futures = [
+                    executor.submit(self._inner.generate, [messages], **call) for _ in range(size)
+                ]
+                for future in as_completed(futures):
+                    try:
+                        pool.add_response(future.result(), scorer)
+                    except Exception as error:
+                        pool.add_failure(error)
+            if pool.reached_threshold():
+                break
+        return pool.result()
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        pool = self._start(messages)
+        # The prompt is encoded while the first candidates are being written.
+        scorer_task = asyncio.create_task(asyncio.to_thread(self.reward_model.scorer, messages))
+        call = {"stop": stop or self.stop, "callbacks": _child_callbacks(run_manager), **kwargs}
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(model: BaseChatModel) -> LLMResult:
+            async with semaphore:
+                return await model.agenerate([messages], **call)
+
+        try:
+            for size in pool.waves():
+                if self._uses_native_n():
+                    tasks = [asyncio.ensure_future(one(self._inner_with_n(size)))]
+                else:
+                    tasks = [asyncio.ensure_future(one(self._inner)) for _ in range(size)]
+                for next_done in asyncio.as_completed(tasks):
+                    try:
+                        result = await next_done
+                    except Exception as error:
+                        pool.add_failure(error, size if self._uses_native_n() else 1)
+                        continue
+                    scorer = await scorer_task
+                    await asyncio.to_thread(pool.add_response, result, scorer)
+                if pool.reached_threshold():
+                    break
+        finally:
+            scorer_task.cancel()  # a no-op once it has finished
+        return pool.result()
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        result = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        chunk = _as_chunk(result.generations[0])
+        if run_manager:
+            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        result = await self._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        chunk = _as_chunk(result.generations[0])
+        if run_manager:
+            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _uses_native_n(self) -> bool:
+        if self.native_n is not None:
+            return self.native_n
+        return "n" in type(self._inner).model_fields
+
+    def _inner_with_n(self, size: int) -> BaseChatModel:
+        return self._inner.model_copy(update={"n": size})
+
+    def _start(self, messages: list[BaseMessage]) -> CandidatePool:
+        wave = self.n
+        if self.threshold is not None:
+            wave = self.wave_size or max(1, self.n // 4)
+        return CandidatePool(
+            model=self,
+            prompt=self.reward_model.render(messages),
+            wave=wave,
+            native=self._uses_native_n(),
+        )
+
+
+@dataclass
+class CandidatePool:
+    """The candidates of one best-of-n call: rewards, failures, usage, and the final choice."""
+
+    model: BestOfN
+    prompt: str
+    wave: int
+    native: bool
+    generations: list[ChatGeneration] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    usages: list[UsageMetadata] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    responses: int = 0
+    failed_requests: int = 0
+    attempted: int = 0
+    usage_counter: str = "inner model"
+
+    def waves(self) -> Iterator[int]:
+        while self.attempted < self.model.n:
+            size = min(self.wave, self.model.n - self.attempted)
+            self.attempted += size
+            yield size
+
+    def add_response(self, result: LLMResult, scorer: PromptScorer) -> None:
+        generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
+        self.responses += 1
+        texts = [render_output(g.message) for g in generations]
+        rewards, embeddings = scorer.score(texts)
+        usage = generations[0].message.usage_metadata if generations else None  # type: ignore[union-attr]
+        if usage:  # with native n each choice carries the whole request's usage: count it once
+            self.usages.append(usage)
+        self.generations += generations
+        self.texts += texts
+        self.rewards += rewards.tolist()
+        self.embeddings += list(embeddings)
+
+    def add_failure(self, error: BaseException, candidates: int = 1) -> None:
+        self.failed_requests += 1
+        self.failures += [error] * candidates
+
+    def reached_threshold(self) -> bool:
+        threshold = self.model.threshold
+        if threshold is None or not self.rewards:
+            return False
+        return bool(self.model.reward_model.percentile(max(self.rewards)) >= threshold)
+
+    def result(self) -> ChatResult:
+        if not self.generations:
+            raise self.failures[0]  # every candidate failed: the caller gets the real error
+        unique = self._deduplicated()
+        rewards = np.array([self.rewards[i] for i in unique], dtype=np.float64)
+        embeddings = np.stack([self.embeddings[i] for i in unique])
+        model = self.model
+        chosen = unique[
+            choose(
+                rewards,
+                embeddings,
+                model.selection,
+                temperature=model.softmax_temperature,
+                proximity_weight=model.proximity_weight,
+                rng=model._rng,
+            )
+        ]
+        usage = self._usage()
+        metadata = self._metadata(chosen, len(self.generations) - len(unique))
+        winner = self.generations[chosen]
+        message = winner.message.model_copy(
+            update={
+                "response_metadata": {**winner.message.response_metadata, "best_of_n": metadata},
+                "usage_metadata": usage,
+            }
+        )
+        generation_info = {**(winner.generation_info or {}), "best_of_n": metadata}
+        generations = [ChatGeneration(message=message, generation_info=generation_info)]
+        if model.return_all:
+            generations += [g for i, g in enumerate(self.generations) if i != chosen]
+        return ChatResult(generations=generations, llm_output={"best_of_n": metadata})
+
+    def _deduplicated(self) -> list[int]:
+        first: dict[str, int] = {}
+        for index, text in enumerate(self.texts):
+            first.setdefault(text, index)
+        if len(first) < len(self.texts):
+            warnings.warn(
+                f"best-of-n: {len(self.texts) - len(first)} of {len(self.texts)} candidates were "
+                "identical (temperature 0?); they were scored once",
+                stacklevel=3,
+            )
+        return sorted(first.values())
+
+    def _metadata(self, chosen: int, duplicates: int) -> dict[str, Any]:
+        reward_model = self.model.reward_model
+        metadata: dict[str, Any] = {
+            "reward_model": reward_model.name,
+            "selection": self.model.selection,
+            "rewards": [round(r, 6) for r in self.rewards],
+            "chosen_index": chosen,
+            "chosen_reward": self.rewards[chosen],
+            "n_requested": self.model.n,
+            "n_attempted": self.attempted,
+            "n_succeeded": len(self.generations),
+            "n_duplicates": duplicates,
+            "requests": self.responses + self.failed_requests,
+            "failures": [f"{type(e).__name__}: {e}" for e in self.failures],
+            "usage_counted_by": self.usage_counter,
+        }
+        if reward_model.card.calibration is not None:
+            metadata["chosen_percentile"] = reward_model.percentile(self.rewards[chosen])
+        if self.model.return_all:
+            metadata["candidates"] = list(self.texts)
+        return metadata
+
+    def _usage(self) -> UsageMetadata:
+        """What every successful request cost: reported usage, else counted locally."""
+        if len(self.usages) == self.responses:
+            usage = total_usage(self.usages)
+            if usage is not None:
+                return usage
+        usage, counter = estimated_usage(
+            self.prompt, self.texts, self.responses, self.model.reward_model.encoder.count_tokens
+        )
+        self.usage_counter = counter
+        return usage
+
+
+def _with_params(llm: BaseChatModel, params: dict[str, Any]) -> BaseChatModel:
+    """Re-create the inner model with forwarded parameters (by field name or alias), so that
+    parameters baked into its clients at construction (timeouts, retries) take effect."""
+    if not params:
+        return llm
+    fields = type(llm).model_fields
+    update = {}
+    for key, value in params.items():
+        name = next((f for f, info in fields.items() if key in (f, info.alias)), None)
+        if name is None:
+            raise ValueError(f"{type(llm).__name__} has no parameter {key!r} to forward")
+        update[name] = value
+    explicit = {name: getattr(llm, name) for name in llm.model_fields_set}
+    return type(llm).model_validate({**explicit, **update})
+
+
+def _child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> BaseCallbackManager | None:
+    """Callbacks for the inner calls, so each candidate is traced as a child run of this one."""
+    if run_manager is None:
+        return None
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    manager.add_tags(["best-of-n-candidate"], inherit=False)
+    return manager
+
+
+def _as_chunk(generation: ChatGeneration) -> ChatGenerationChunk:
+    message = generation.message
+    tool_call_chunks = [
+        {
+            "name": c["name"],
+            "args": json.dumps(c["args"], ensure_ascii=False),
+            "id": c["id"],
+            "index": i,
+            "type": "tool_call_chunk",
+        }
+        for i, c in enumerate(getattr(message, "tool_calls", []) or [])
+    ]
+    chunk = AIMessageChunk(
+        content=message.content,
+        id=message.id,
+        response_metadata=message.response_metadata,
+        usage_metadata=getattr(message, "usage_metadata", None),
+        tool_call_chunks=tool_call_chunks,
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)

@@ -1,0 +1,339 @@
+"""A real HTTP server on loopback that speaks the OpenAI chat-completions API, for tests and demos.
+
+It is not a language model: each choice is drawn from a pool of answers (or built from the request's
+JSON schema for tool calls and structured output), but everything on the wire is what an
+OpenAI-compatible endpoint sends: `n` choices, SSE streaming with a usage chunk, tool calls,
+`response_format`, stop sequences, usage. It can add latency with jitter and inject faults (HTTP
+500, 429 with Retry-After, hangs past the timeout, malformed JSON, truncated streams) into a
+share of requests, and it counts requests and the most that were ever in flight at once.
+
+    with OpenAICompatibleServer(answers=["Hi!", "Hello."]) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("500", "429", "timeout", "malformed", "truncated")
+
+
+class OpenAICompatibleServer:
+    """Serve `/v1/chat/completions` on 127.0.0.1 (a free port) in a background thread."""
+
+    def __init__(
+        self,
+        answers: Sequence[str] = ("Hello! How can I help you today?",),
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        failure_rate: float = 0.0,
+        faults: Sequence[str] = ("500",),
+        hang_seconds: float = 5.0,
+        seed: int = 0,
+    ) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+        self.answers = list(answers)
+        self.latency, self.jitter = latency, jitter
+        self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.faults_injected = 0
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self.in_flight
+            self.faults_injected = 0
+
+    # -- what to answer -------------------------------------------------------------------------
+
+    def _draw(self, request: dict[str, Any]) -> tuple[float, str | None, list[str]]:
+        """Delay, fault (or None) and n answer texts for one request, drawn under the lock."""
+        n = int(request.get("n") or 1)
+        with self._lock:
+            delay = self.latency + self._random.uniform(0, self.jitter)
+            fault = None
+            if self._random.random() < self.failure_rate:
+                fault = self._random.choice(self.faults)
+                self.faults_injected += 1
+            if request.get("temperature") == 0:
+                texts = [self.answers[0]] * n
+            else:
+                texts = [self._random.choice(self.answers) for _ in range(n)]
+        return delay, fault, texts
+
+    def _choices(self, request: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
+        tool = _tool_to_call(request)
+        format_schema = _response_schema(request)
+        stops = request.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else stops
+        choices = []
+        for index, text in enumerate(texts):
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            finish = "stop"
+            if tool is not None:
+                arguments = json.dumps(_example_value(tool.get("parameters") or {}))
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{index}_{len(self.requests)}",
+                        "type": "function",
+                        "function": {"name": tool["name"], "arguments": arguments},
+                    }
+                ]
+                finish = "tool_calls"
+            elif format_schema is not None:
+                message["content"] = json.dumps(_example_value(format_schema))
+            else:
+                for stop in stops:
+                    text = text.split(stop)[0]
+                message["content"] = text
+            choices.append({"index": index, "message": message, "finish_reason": finish})
+        return choices
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._json(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    request = json.loads(body)
+                except json.JSONDecodeError:
+                    self._json(400, {"error": {"message": "request body is not JSON"}})
+                    return
+                with server._lock:
+                    server.requests.append(request)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(request)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, request: dict[str, Any]) -> None:
+                delay, fault, texts = server._draw(request)
+                time.sleep(delay)
+                if fault == "500":
+                    self._json(500, {"error": {"message": "injected server error"}})
+                    return
+                if fault == "429":
+                    self._json(
+                        429, {"error": {"message": "injected rate limit"}}, {"Retry-After": "0"}
+                    )
+                    return
+                if fault == "timeout":
+                    time.sleep(server.hang_seconds)
+                choices = server._choices(request, texts)
+                prompt_tokens = sum(_count(m.get("content")) for m in request.get("messages", []))
+                completion_tokens = sum(
+                    _count(c["message"]["content"] or c["message"].get("tool_calls"))
+                    for c in choices
+                )
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                model = request.get("model", "loopback")
+                if request.get("stream"):
+                    self._stream(request, choices, usage, model, truncated=fault == "truncated")
+                    return
+                response = {
+                    "id": f"chatcmpl-{len(server.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage,
+                }
+                if fault == "malformed":
+                    self._raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
+                    return
+                self._json(200, response)
+
+            def _stream(
+                self,
+                request: dict[str, Any],
+                choices: list[dict[str, Any]],
+                usage: dict[str, int],
+                model: str,
+                truncated: bool,
+            ) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                base = {
+                    "id": "chatcmpl-stream",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "created": int(time.time()),
+                }
+                for choice in choices:
+                    for delta in _deltas(choice["message"]):
+                        self._event(
+                            {
+                                **base,
+                                "choices": [
+                                    {
+                                        "index": choice["index"],
+                                        "delta": delta,
+                                        "finish_reason": None,
+                                    }
+                                ],
+                            }
+                        )
+                        if truncated:
+                            self.close_connection = True
+                            return
+                    self._event(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": choice["index"],
+                                    "delta": {},
+                                    "finish_reason": choice["finish_reason"],
+                                }
+                            ],
+                        }
+                    )
+                if (request.get("stream_options") or {}).get("include_usage"):
+                    self._event({**base, "choices": [], "usage": usage})
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.close_connection = True
+
+            def _event(self, payload: dict[str, Any]) -> None:
+                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+                self.wfile.flush()
+
+            def _json(
+                self, status: int, payload: Any, headers: dict[str, str] | None = None
+            ) -> None:
+                self._raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _raw(
+                self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up early (timeouts, truncated streams under test) are expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _tool_to_call(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The function to call: the one tool_choice names, else the first tool, unless the last message
+    is a tool result (the model then answers in text) or tool_choice is "none"."""
+    tools = [t["function"] for t in request.get("tools") or [] if t.get("type") == "function"]
+    choice = request.get("tool_choice")
+    messages = request.get("messages") or []
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = choice.get("function", {}).get("name")
+        return next((t for t in tools if t["name"] == name), tools[0])
+    if choice in (None, "auto") and messages and messages[-1].get("role") == "tool":
+        return None
+    return tools[0]
+
+
+def _response_schema(request: dict[str, Any]) -> dict[str, Any] | None:
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return response_format.get("json_schema", {}).get("schema", {})
+    if response_format.get("type") == "json_object":
+        return {
+            "type": "object",
+            "properties": {"setup": {"type": "string"}, "punchline": {"type": "string"}},
+        }
+    return None
+
+
+def _example_value(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
+    """A value that satisfies a JSON schema (enough of it for tool arguments and responses)."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return _example_value(defs.get(schema["$ref"].split("/")[-1], {}), defs)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return _example_value(options[0], defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {key: _example_value(value, defs) for key, value in properties.items()}
+    if kind == "array":
+        return [_example_value(schema.get("items", {}), defs)]
+    return {"integer": 3, "number": 3.0, "boolean": True, "null": None}.get(kind, "example text")
+
+
+def _deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        return [{"role": "assistant", "tool_calls": [{"index": 0, **call}]}]
+    words = (message.get("content") or "").split(" ")
+    return [{"role": "assistant", "content": ""}] + [
+        {"content": word if i == 0 else " " + word} for i, word in enumerate(words)
+    ]
+
+
+def _count(content: Any) -> int:
+    """Whitespace tokens: a stand-in tokenizer, so that usage numbers are real counts."""
+    return (
+        len(json.dumps(content).split()) if not isinstance(content, str) else len(content.split())
+    )

@@ -1,0 +1,305 @@
+"""BestOfN against a real ChatOpenAI talking to a real loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import openai
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import ConfigurableField
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
+
+from langchain_irl import BestOfN, RewardModel
+from langchain_irl.testing import OpenAICompatibleServer
+
+CARTOON = "People stepping over man lying on the sidewalk."
+PROMPT = [SystemMessage("Write a funny caption for the cartoon."), HumanMessage(CARTOON)]
+
+
+@pytest.fixture(scope="module")
+def server(caption_answers: list[str]) -> Iterator[OpenAICompatibleServer]:
+    with OpenAICompatibleServer(answers=caption_answers, seed=1) as running:
+        yield running
+
+
+def chat_openai(server: OpenAICompatibleServer, **params: object) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=server.base_url, api_key="unused", model="loopback", max_retries=0, **params
+    )
+
+
+def _check_winner(message, model: RewardModel, native: bool) -> dict:  # type: ignore[no-untyped-def]
+    meta = message.response_metadata["best_of_n"]
+    texts = meta["candidates"]
+    if native:  # one response: all candidates scored in one batch
+        expected = model.score(CARTOON, texts)
+    else:  # concurrent calls: each candidate scored as it arrives
+        expected = np.array([model.score(CARTOON, [text])[0] for text in texts])
+    np.testing.assert_allclose(meta["rewards"], expected, atol=1e-4)
+    assert meta["chosen_index"] == int(np.argmax(expected))
+    assert message.content == texts[meta["chosen_index"]]
+    return meta
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_sync_winner_is_the_reward_argmax(
+    server: OpenAICompatibleServer, fp32_model: RewardModel, native: bool
+) -> None:
+    server.reset_counts()
+    model = BestOfN(
+        llm=chat_openai(server), reward_model=fp32_model, n=8, native_n=native, return_all=True
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the answer pool may repeat a caption
+        message = model.invoke(PROMPT)
+    meta = _check_winner(message, fp32_model, native)
+    assert meta["n_requested"] == 8 and meta["n_succeeded"] == 8
+    assert meta["requests"] == (1 if native else 8) == len(server.requests)
+    assert all(r.get("n", 1) == (8 if native else 1) for r in server.requests)
+    assert meta["reward_model"] == "captions-fp32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+async def test_async_winner_is_the_reward_argmax(
+    server: OpenAICompatibleServer, fp32_model: RewardModel, native: bool
+) -> None:
+    model = BestOfN(
+        llm=chat_openai(server), reward_model=fp32_model, n=6, native_n=native, return_all=True
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        message = await model.ainvoke(PROMPT)
+    _check_winner(message, fp32_model, native)
+
+
+def test_usage_native_n_is_counted_once(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    server.reset_counts()
+    message = BestOfN(llm=chat_openai(server), reward_model=model, n=5, native_n=True).invoke(
+        PROMPT
+    )
+    (request,) = server.requests
+    prompt_tokens = sum(len(m["content"].split()) for m in request["messages"])
+    candidates = len(message.response_metadata["best_of_n"]["rewards"])
+    assert candidates == 5
+    assert message.usage_metadata["input_tokens"] == prompt_tokens  # billed once, not 5 times
+    assert message.usage_metadata["output_tokens"] > len(message.content.split())
+
+
+def test_usage_concurrent_is_summed(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    server.reset_counts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        message = BestOfN(
+            llm=chat_openai(server), reward_model=model, n=4, native_n=False, return_all=True
+        ).invoke(PROMPT)
+    prompt_tokens = sum(len(m["content"].split()) for m in server.requests[0]["messages"])
+    texts = message.response_metadata["best_of_n"]["candidates"]
+    assert message.usage_metadata["input_tokens"] == 4 * prompt_tokens
+    assert message.usage_metadata["output_tokens"] == sum(len(t.split()) for t in texts)
+
+
+def test_drop_in_inside_a_chain(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Write a funny caption for the cartoon."), ("human", "{cartoon}")]
+    )
+    chain = prompt | BestOfN(llm=chat_openai(server), reward_model=model, n=4) | StrOutputParser()
+    answers = chain.batch([{"cartoon": CARTOON}, {"cartoon": "A cat at a board meeting."}])
+    assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)
+
+
+def test_some_failures_are_recorded_not_fatal(
+    caption_answers: list[str], model: RewardModel
+) -> None:
+    with OpenAICompatibleServer(answers=caption_answers, failure_rate=0.5, seed=3) as server:
+        model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=8, native_n=False)
+        message = model_.invoke(PROMPT)
+        meta = message.response_metadata["best_of_n"]
+        assert server.faults_injected == len(meta["failures"]) > 0
+        assert meta["n_succeeded"] == 8 - len(meta["failures"])
+        assert all("Error code: 500" in failure for failure in meta["failures"])
+
+
+def test_all_failed_raises_the_underlying_error(
+    caption_answers: list[str], model: RewardModel
+) -> None:
+    with OpenAICompatibleServer(answers=caption_answers, failure_rate=1.0) as server:
+        for native in (True, False):
+            model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3, native_n=native)
+            with pytest.raises(openai.InternalServerError):
+                model_.invoke(PROMPT)
+
+
+def test_identical_candidates_are_deduplicated(
+    server: OpenAICompatibleServer, model: RewardModel
+) -> None:
+    model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=4, temperature=0)
+    with pytest.warns(UserWarning, match="3 of 4 candidates were identical"):
+        message = model_.invoke(PROMPT)
+    assert message.response_metadata["best_of_n"]["n_duplicates"] == 3
+
+
+def test_threshold_stops_early(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    server.reset_counts()
+    model_ = BestOfN(
+        llm=chat_openai(server),
+        reward_model=model,
+        n=16,
+        threshold=0.0,
+        wave_size=2,
+        native_n=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = model_.invoke(PROMPT).response_metadata["best_of_n"]
+    assert meta["n_attempted"] == 2 and len(server.requests) == 2  # percentile >= 0: first wave
+    unreachable = model_.model_copy(update={"threshold": 100.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = unreachable.invoke(PROMPT).response_metadata["best_of_n"]
+    assert meta["n_attempted"] == 16 or meta["chosen_percentile"] >= 100.0
+
+
+@pytest.mark.parametrize("selection", ["softmax", "regularized"])
+def test_other_selection_rules(
+    server: OpenAICompatibleServer, model: RewardModel, selection: str
+) -> None:
+    model_ = BestOfN(
+        llm=chat_openai(server),
+        reward_model=model,
+        n=6,
+        selection=selection,
+        seed=0,
+        return_all=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model_.generate([PROMPT])
+    generations = result.generations[0]
+    meta = generations[0].message.response_metadata["best_of_n"]
+    assert meta["selection"] == selection
+    assert len(generations) == meta["n_succeeded"]  # return_all: the winner, then the others
+    assert generations[0].message.content == meta["candidates"][meta["chosen_index"]]
+
+
+def test_configurable_fields(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    server.reset_counts()
+    configurable = BestOfN(llm=chat_openai(server), reward_model=model, n=2).configurable_fields(
+        n=ConfigurableField(id="n"), selection=ConfigurableField(id="selection")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        message = configurable.invoke(
+            PROMPT, config={"configurable": {"n": 5, "selection": "softmax"}}
+        )
+    meta = message.response_metadata["best_of_n"]
+    assert meta["n_requested"] == 5 and meta["selection"] == "softmax"
+
+
+def test_streaming_yields_the_winner(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chunks = list(model_.stream(PROMPT))
+    assert chunks and chunks[-1].chunk_position == "last"
+    assert "best_of_n" in chunks[-1].response_metadata
+
+
+class Weather(BaseModel):
+    """Weather in a city."""
+
+    city: str
+    degrees: int
+
+
+def test_tools_and_structured_output(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    server.reset_counts()
+    model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3)
+    message = model_.bind_tools([Weather]).invoke("Weather in Paris?")
+    assert message.tool_calls[0]["name"] == "Weather"
+    assert all(r["tools"][0]["function"]["name"] == "Weather" for r in server.requests)
+    rewards = message.response_metadata["best_of_n"]["rewards"]
+    expected = model.score(
+        "Weather in Paris?",
+        [json.dumps([{"args": {"city": "example text", "degrees": 3}, "name": "Weather"}])],
+    )
+    np.testing.assert_allclose(rewards[0], expected[0], atol=0.2)
+    weather = model_.with_structured_output(Weather).invoke("Weather in Paris?")
+    assert weather == Weather(city="example text", degrees=3)
+
+
+def test_forwarded_parameters_reach_the_inner_model(
+    server: OpenAICompatibleServer, model: RewardModel
+) -> None:
+    server.reset_counts()
+    model_ = BestOfN(
+        llm=chat_openai(server),
+        reward_model=model,
+        n=2,
+        temperature=0.7,
+        max_tokens=20,
+        timeout=9,
+        stop=["zzz"],
+        max_retries=1,
+        native_n=True,
+    )
+    model_.invoke(PROMPT)
+    (request,) = server.requests
+    assert request["temperature"] == 0.7 and request["stop"] == ["zzz"]
+    assert request.get("max_completion_tokens", request.get("max_tokens")) == 20
+    assert model_._inner.request_timeout == 9 and model_._inner.max_retries == 1
+
+
+def test_candidates_are_child_runs(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.starts: list[tuple[object, object]] = []
+
+        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):  # type: ignore[no-untyped-def]
+            self.starts.append((run_id, parent_run_id))
+
+    recorder = Recorder()
+    model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3, native_n=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model_.invoke(PROMPT, config={"callbacks": [recorder]})
+    outer = [run for run, parent in recorder.starts if parent is None]
+    children = [run for run, parent in recorder.starts if parent in outer]
+    assert len(outer) == 1 and len(children) == 3
+
+
+async def test_concurrency_bound(caption_answers: list[str], model: RewardModel) -> None:
+    with OpenAICompatibleServer(answers=caption_answers, latency=0.05) as server:
+        model_ = BestOfN(
+            llm=chat_openai(server), reward_model=model, n=12, native_n=False, max_concurrency=3
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            await model_.ainvoke(PROMPT)
+        assert server.max_in_flight == 3 and len(server.requests) == 12
+        await asyncio.sleep(0)
+
+
+def test_unknown_forwarded_parameter_is_a_clear_error(model: RewardModel) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    with pytest.raises(ValueError, match="FakeListChatModel has no parameter 'temperature'"):
+        BestOfN(llm=FakeListChatModel(responses=["a"]), reward_model=model, temperature=0.5)
+
+
+def test_model_without_native_n_runs_concurrently(model: RewardModel) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    fake = FakeListChatModel(responses=["Meow.", "I object!", "Purr-haps later."])
+    message = BestOfN(llm=fake, reward_model=model, n=3).invoke(CARTOON)
+    meta = message.response_metadata["best_of_n"]
+    assert meta["requests"] == 3 and meta["usage_counted_by"] != "inner model"
+    assert message.usage_metadata["output_tokens"] > 0
