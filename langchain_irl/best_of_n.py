@@ -30,8 +30,10 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_irl.rendering import render_output
@@ -261,9 +263,15 @@ class CandidatePool:
     def add_response(self, result: LLMResult, scorer: PromptScorer) -> None:
         generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
         self.responses += 1
+        # With native n, response-level fields (model_name, ...) are only in llm_output.
+        shared = {k: v for k, v in (result.llm_output or {}).items() if k != "token_usage"}
+        for generation in generations:
+            metadata = generation.message.response_metadata
+            metadata.update({k: v for k, v in shared.items() if k not in metadata})
         texts = [render_output(g.message) for g in generations]
         rewards, embeddings = scorer.score(texts)
-        usage = generations[0].message.usage_metadata if generations else None  # type: ignore[union-attr]
+        first = generations[0].message if generations else None
+        usage = first.usage_metadata if isinstance(first, AIMessage) else None
         if usage:  # with native n each choice carries the whole request's usage: count it once
             self.usages.append(usage)
         self.generations += generations
@@ -379,7 +387,11 @@ def _with_params(llm: BaseChatModel, params: dict[str, Any]) -> BaseChatModel:
 def _child_callbacks(
     run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
 ) -> BaseCallbackManager | None:
-    """Callbacks for the inner calls, so each candidate is traced as a child run of this one."""
+    """Tracers for the inner calls, so each candidate is traced as a child run of this one.
+
+    Only tracers: other handlers see one chat-model run per call, as LangChain's conventions
+    expect (e.g. token counters would otherwise count every candidate twice); they find every
+    candidate in the result's `best_of_n` metadata instead."""
     if run_manager is None:
         return None
     manager_class = (
@@ -388,7 +400,7 @@ def _child_callbacks(
         else CallbackManager
     )
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.set_handlers([h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)])
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     manager.add_tags(["best-of-n-candidate"], inherit=False)
@@ -397,15 +409,15 @@ def _child_callbacks(
 
 def _as_chunk(generation: ChatGeneration) -> ChatGenerationChunk:
     message = generation.message
+    calls = message.tool_calls if isinstance(message, AIMessage) else []
     tool_call_chunks = [
-        {
-            "name": c["name"],
-            "args": json.dumps(c["args"], ensure_ascii=False),
-            "id": c["id"],
-            "index": i,
-            "type": "tool_call_chunk",
-        }
-        for i, c in enumerate(getattr(message, "tool_calls", []) or [])
+        tool_call_chunk(
+            name=call["name"],
+            args=json.dumps(call["args"], ensure_ascii=False),
+            id=call["id"],
+            index=index,
+        )
+        for index, call in enumerate(calls)
     ]
     chunk = AIMessageChunk(
         content=message.content,

@@ -57,8 +57,8 @@ class OpenAICompatibleServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/v1"
 
     def __enter__(self) -> OpenAICompatibleServer:
         self._thread.start()
@@ -101,7 +101,8 @@ class OpenAICompatibleServer:
             message: dict[str, Any] = {"role": "assistant", "content": None}
             finish = "stop"
             if tool is not None:
-                arguments = json.dumps(_example_value(tool.get("parameters") or {}))
+                example = _example_value(tool.get("parameters") or {}, _last_user_text(request))
+                arguments = json.dumps(example, ensure_ascii=False)
                 message["tool_calls"] = [
                     {
                         "id": f"call_{index}_{len(self.requests)}",
@@ -111,7 +112,8 @@ class OpenAICompatibleServer:
                 ]
                 finish = "tool_calls"
             elif format_schema is not None:
-                message["content"] = json.dumps(_example_value(format_schema))
+                example = _example_value(format_schema, _last_user_text(request))
+                message["content"] = json.dumps(example, ensure_ascii=False)
             else:
                 for stop in stops:
                     text = text.split(stop)[0]
@@ -301,25 +303,38 @@ def _response_schema(request: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _example_value(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
-    """A value that satisfies a JSON schema (enough of it for tool arguments and responses)."""
+def _last_user_text(request: dict[str, Any]) -> str:
+    for message in reversed(request.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return content or "example text"
+    return "example text"
+
+
+def _example_value(
+    schema: dict[str, Any], text: str = "example text", defs: dict[str, Any] | None = None
+) -> Any:
+    """A value that satisfies a JSON schema (enough of it for tool arguments and responses);
+    strings echo `text` (the last user message), numbers are 3."""
     defs = defs if defs is not None else schema.get("$defs", {})
     if "$ref" in schema:
-        return _example_value(defs.get(schema["$ref"].split("/")[-1], {}), defs)
+        return _example_value(defs.get(schema["$ref"].split("/")[-1], {}), text, defs)
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema:
             options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
-            return _example_value(options[0], defs)
+            return _example_value(options[0], text, defs)
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type", "object")
     kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
     if kind == "object":
         properties = schema.get("properties", {})
-        return {key: _example_value(value, defs) for key, value in properties.items()}
+        return {key: _example_value(value, text, defs) for key, value in properties.items()}
     if kind == "array":
-        return [_example_value(schema.get("items", {}), defs)]
-    return {"integer": 3, "number": 3.0, "boolean": True, "null": None}.get(kind, "example text")
+        return [_example_value(schema.get("items", {}), text, defs)]
+    return {"integer": 3, "number": 3.0, "boolean": True, "null": None}.get(kind, text)
 
 
 def _deltas(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import openai
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from langchain_irl import BestOfN, RewardModel
+from langchain_irl.rendering import render_output
 from langchain_irl.testing import OpenAICompatibleServer
 
 CARTOON = "People stepping over man lying on the sidewalk."
@@ -226,14 +226,11 @@ def test_tools_and_structured_output(server: OpenAICompatibleServer, model: Rewa
     message = model_.bind_tools([Weather]).invoke("Weather in Paris?")
     assert message.tool_calls[0]["name"] == "Weather"
     assert all(r["tools"][0]["function"]["name"] == "Weather" for r in server.requests)
-    rewards = message.response_metadata["best_of_n"]["rewards"]
-    expected = model.score(
-        "Weather in Paris?",
-        [json.dumps([{"args": {"city": "example text", "degrees": 3}, "name": "Weather"}])],
-    )
-    np.testing.assert_allclose(rewards[0], expected[0], atol=0.2)
+    meta = message.response_metadata["best_of_n"]
+    expected = model.score("Weather in Paris?", [render_output(message)])[0]
+    assert meta["chosen_reward"] == pytest.approx(expected, abs=0.2)  # int8: batch-dependent
     weather = model_.with_structured_output(Weather).invoke("Weather in Paris?")
-    assert weather == Weather(city="example text", degrees=3)
+    assert weather == Weather(city="Weather in Paris?", degrees=3)  # the server echoes
 
 
 def test_forwarded_parameters_reach_the_inner_model(
@@ -258,22 +255,17 @@ def test_forwarded_parameters_reach_the_inner_model(
     assert model_._inner.request_timeout == 9 and model_._inner.max_retries == 1
 
 
-def test_candidates_are_child_runs(server: OpenAICompatibleServer, model: RewardModel) -> None:
-    class Recorder(BaseCallbackHandler):
-        def __init__(self) -> None:
-            self.starts: list[tuple[object, object]] = []
-
-        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):  # type: ignore[no-untyped-def]
-            self.starts.append((run_id, parent_run_id))
-
-    recorder = Recorder()
+def test_candidates_are_child_runs_of_tracers(
+    server: OpenAICompatibleServer, model: RewardModel
+) -> None:
+    collector = RunCollectorCallbackHandler()
     model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3, native_n=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model_.invoke(PROMPT, config={"callbacks": [recorder]})
-    outer = [run for run, parent in recorder.starts if parent is None]
-    children = [run for run, parent in recorder.starts if parent in outer]
-    assert len(outer) == 1 and len(children) == 3
+        model_.invoke(PROMPT, config={"callbacks": [collector]})
+    (root,) = collector.traced_runs
+    assert len(root.child_runs) == 3
+    assert all("best-of-n-candidate" in (run.tags or []) for run in root.child_runs)
 
 
 async def test_concurrency_bound(caption_answers: list[str], model: RewardModel) -> None:
