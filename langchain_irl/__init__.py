@@ -3,6 +3,7 @@
 from langchain_irl.best_of_n import BestOfN
 from langchain_irl.card import ModelCard, ModelFolderError
 from langchain_irl.data import DataFileError, Example, Pair, read_examples, read_pairs
+from langchain_irl.few_shot import RewardExampleSelector, RewardRetriever
 from langchain_irl.reward_model import RewardModel
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "ModelCard",
     "ModelFolderError",
     "Pair",
+    "RewardExampleSelector",
     "RewardModel",
+    "RewardRetriever",
     "read_examples",
     "read_pairs",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,7 @@ class RewardModel:
                 batch_size=batch_size,
                 batch_tokens=batch_tokens,
             )
-            head = make_session(folder / HEAD_FILE, num_threads)
+            head = make_session(folder / HEAD_FILE, num_threads=1)  # tiny: threads only cost
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
             raise ModelFolderError(f"{folder}: could not be loaded: {exc}") from exc
         if encoder.dim != card.encoder.dim:
@@ -135,6 +136,22 @@ class RewardModel:
             },
         )
         return np.asarray(rewards, dtype=np.float32).reshape(-1)
+
+    @functools.cached_property
+    def interaction_weights(self) -> np.ndarray | None:
+        """For a linear head, the w with r(x, y) = r(0, y) + e_x . (w * e_y); None otherwise.
+
+        It lets a caller score many fixed candidates against each new prompt with one
+        matrix-vector product (see `RewardExampleSelector`). Read off the head graph itself: with
+        e_y = 1 and no features, prompt e_x = unit vector d changes the reward by exactly w[d].
+        """
+        if self.card.head.hidden:
+            return None
+        dim = self.card.encoder.dim
+        ones, no_tokens = np.ones((dim, dim), np.float32), np.zeros(dim)
+        with_unit = self.score_embedded(np.eye(dim, dtype=np.float32), ones, no_tokens)
+        baseline = self.score_embedded(np.zeros((1, dim), np.float32), ones, no_tokens)
+        return (with_unit - baseline).astype(np.float32)
 
     def percentile(self, score: float | np.ndarray) -> float | np.ndarray:
         """Share (in %) of held-out demonstrations that score at or below `score`."""
