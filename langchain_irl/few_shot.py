@@ -85,9 +85,10 @@ class DemoIndex:
 
     def relevance_and_reward(self, model: RewardModel, query: str) -> tuple[np.ndarray, np.ndarray]:
         query_embedding = model.embed([query])
-        relevance = self.inputs @ query_embedding[0]
+        # einsum, not BLAS: BLAS threads would fight onnxruntime's still-spinning ones (2x slower)
+        relevance = np.einsum("nd,d->n", self.inputs, query_embedding[0])
         if self.base is not None and self.interaction is not None:
-            reward = self.base + self.interaction @ query_embedding[0]
+            reward = self.base + np.einsum("nd,d->n", self.interaction, query_embedding[0])
         else:
             reward = model.score_embedded(query_embedding, self.outputs, self.tokens)
         return relevance, reward
