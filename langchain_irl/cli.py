@@ -70,7 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
     train.add_argument("--samples", type=Path, required=True, help="policy samples JSONL")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
-    train.add_argument("--objective", default="feature-matching")
+    train.add_argument(
+        "--objective",
+        default="maxent",
+        choices=["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"],
+        help="maxent: demo vs its samples under a softmax (default); bt: Bradley-Terry pairs; "
+        "logistic: demo-vs-sample discriminator; feature-matching(-whitened): closed form",
+    )
+    train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
     train.add_argument("--encoder", type=Path, help="local Hugging Face model folder")
     train.add_argument("--max-tokens", type=int, default=128)
     train.add_argument("--prompt-format", choices=["last_user", "transcript"], default="last_user")
@@ -80,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None, help="model name (default: the folder's name)")
     train.add_argument("--description", default="")
     train.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
+    tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
+    tuning.add_argument("--fine-tune-batch", type=int, default=16, help="demos per step")
+    tuning.add_argument("--samples-per-demo", type=int, default=1, help="negatives per demo")
+    tuning.add_argument("--fine-tune-layers", type=int, help="train the top N layers (all)")
+    tuning.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints here")
     train.set_defaults(run=_run_train)
 
     score = commands.add_parser("score", help="score candidate outputs for a prompt")
@@ -119,12 +132,24 @@ def _run_hh_rlhf(args: argparse.Namespace) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     from langchain_irl.data import read_examples
+    from langchain_irl.train.finetune import FineTuneConfig
     from langchain_irl.train.pipeline import TrainConfig, train
 
     demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
     samples = read_examples(args.samples, skip_invalid=args.skip_invalid)
+    fine_tune = None
+    if args.fine_tune_steps:
+        fine_tune = FineTuneConfig(
+            steps=args.fine_tune_steps,
+            batch=args.fine_tune_batch,
+            samples_per_demo=args.samples_per_demo,
+            layers=args.fine_tune_layers,
+            checkpoint_dir=args.checkpoint_dir,
+        )
     config = TrainConfig(
         objective=args.objective,
+        hidden=tuple(args.hidden),
+        fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,
         prompt_format=args.prompt_format,

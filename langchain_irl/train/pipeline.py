@@ -31,8 +31,16 @@ from langchain_irl.evaluation import reward_metrics, spearman
 from langchain_irl.rendering import PromptFormat
 from langchain_irl.reward_model import RewardModel, candidate_features
 from langchain_irl.train.artifact import write_model_folder
-from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_json
-from langchain_irl.train.head import build_head, head_features, head_forward
+from langchain_irl.train.encoder import (
+    SentenceEncoder,
+    export_encoder,
+    load_encoder,
+    tokenizer_json,
+)
+from langchain_irl.train.finetune import FineTuneConfig, fine_tune
+from langchain_irl.train.head import Layer, build_head, head_features, head_forward
+from langchain_irl.train.head_training import RewardHead, standardised_layers, train_head
+from langchain_irl.train.losses import TORCH_OBJECTIVES
 from langchain_irl.train.objectives import OBJECTIVES
 
 logger = logging.getLogger(__name__)
@@ -43,15 +51,29 @@ QUANTIZATION_MIN_SPEARMAN = 0.99
 
 @dataclass(frozen=True)
 class TrainConfig:
-    objective: str = "feature-matching"
+    objective: str = "maxent"
+    """maxent, bt, logistic (torch) or feature-matching(-whitened) (closed form)."""
     encoder_dir: Path | None = None
     max_tokens: int = 128
     prompt_format: PromptFormat = "last_user"
+    hidden: tuple[int, ...] = ()
+    """Hidden layer sizes of the head (empty: linear)."""
+    fine_tune: FineTuneConfig | None = None
+    """Fine-tune the encoder with the head (None: frozen encoder, head only)."""
     quantize: bool = True
     validation_share: float = 0.15
     seed: int = 0
     name: str | None = None  # default: the output folder's name
     description: str = ""
+
+    def check(self) -> None:
+        known = (*OBJECTIVES, *TORCH_OBJECTIVES)
+        if self.objective not in known:
+            raise ValueError(f"unknown objective {self.objective!r}; known: {sorted(known)}")
+        if self.objective in OBJECTIVES and (self.hidden or self.fine_tune):
+            raise ValueError(
+                f"{self.objective} is a closed-form linear reward: no hidden layers, no fine-tuning"
+            )
 
 
 @dataclass
@@ -131,22 +153,32 @@ def train(
     """Train, export, re-score with the runtime, write the folder atomically; return its card."""
     if not demos or not samples:
         raise ValueError("training needs at least one demonstration and one policy sample")
-    fit = OBJECTIVES.get(config.objective)
-    if fit is None:
-        raise ValueError(f"unknown objective {config.objective!r}; known: {sorted(OBJECTIVES)}")
-    head_info = HeadInfo()
+    config.check()
+    head_info = HeadInfo(hidden=config.hidden)
+    summary = _data_summary(demos, samples, config)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
         work = Path(tmp)
-        logger.info("exporting the encoder to ONNX")
         torch_encoder, encoder_dir = load_encoder(config.encoder_dir)
         tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
         fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-        fp32 = OnnxEncoder.from_files(work / "fp32.onnx", work / TOKENIZER_FILE, config.max_tokens)
-        data = encode_examples(fp32, demos, samples, config.prompt_format)
+        data = encode_examples(_onnx_encoder(work, config), demos, samples, config.prompt_format)
         valid = validation_mask(data.groups, config.validation_share, config.seed)
         train_set, valid_set = data.subset(~valid), data.subset(valid)
-        phi = train_set.phi(head_info.features)
-        layers = fit(phi[train_set.is_demo], phi[~train_set.is_demo])
+        layers = fit_head(train_set, head_info, config)
+        if config.fine_tune is not None:
+            layers, report = _fine_tune(torch_encoder, encoder_dir, train_set, layers, config)
+            summary["fine_tune"] = report
+            export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
+            data = encode_examples(
+                _onnx_encoder(work, config), demos, samples, config.prompt_format
+            )
+            train_set, valid_set = data.subset(~valid), data.subset(valid)
+            head = RewardHead.from_layers(layers)  # rescale on the fine-tuned features
+            layers = standardised_layers(
+                head, train_set.phi(head_info.features)[~train_set.is_demo]
+            )
+        summary["validation_inputs"] = len(np.unique(data.groups[valid]))
+        summary["inputs"] = len(data.prompts)
 
         reference = head_forward(layers, valid_set.phi(head_info.features))
         onnx.save(build_head(layers, fp32_info.dim, len(head_info.features)), work / HEAD_FILE)
@@ -158,7 +190,7 @@ def train(
             max_tokens=config.max_tokens,
             prompt_format=config.prompt_format,
             objective=config.objective,
-            training_data=_data_summary(demos, samples, data, valid, config),
+            training_data=summary,
         )
         model = _stage(work, "fp32", card)
         rewards = runtime_rewards(model, valid_set)
@@ -191,6 +223,59 @@ def train(
     return card
 
 
+def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> list[Layer]:
+    """The head's layers on frozen features, by the configured objective."""
+    phi = records.phi(head_info.features)
+    if config.objective in OBJECTIVES:
+        return OBJECTIVES[config.objective](phi[records.is_demo], phi[~records.is_demo])
+    return train_head(
+        phi,
+        records.groups,
+        records.is_demo,
+        config.objective,
+        hidden=config.hidden,
+        seed=config.seed,
+    )
+
+
+def _fine_tune(
+    torch_encoder: SentenceEncoder,
+    encoder_dir: Path,
+    records: EncodedSet,
+    layers: list[Layer],
+    config: TrainConfig,
+) -> tuple[list[Layer], dict[str, object]]:
+    from transformers import AutoTokenizer
+
+    assert config.fine_tune is not None
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    layers, report = fine_tune(
+        torch_encoder,
+        tokenizer,
+        records.prompts,
+        records.texts,
+        records.groups,
+        records.is_demo,
+        layers,
+        config.objective,
+        config.fine_tune,
+        max_tokens=config.max_tokens,
+        seed=config.seed,
+    )
+    return layers, {
+        "steps": report.steps,
+        "batch": config.fine_tune.batch,
+        "samples_per_demo": config.fine_tune.samples_per_demo,
+        "layers": config.fine_tune.layers or "all",
+        "seconds": round(report.seconds, 1),
+        "pairs_per_second": round(report.pairs_per_second, 2),
+    }
+
+
+def _onnx_encoder(work: Path, config: TrainConfig) -> OnnxEncoder:
+    return OnnxEncoder.from_files(work / "fp32.onnx", work / TOKENIZER_FILE, config.max_tokens)
+
+
 def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
     """Write a complete folder with the `variant` encoder into `work`; load it with the runtime."""
     files = {
@@ -211,11 +296,7 @@ def runtime_rewards(model: RewardModel, records: EncodedSet) -> np.ndarray:
 
 
 def _data_summary(
-    demos: Sequence[Example],
-    samples: Sequence[Example],
-    data: EncodedSet,
-    valid: np.ndarray,
-    config: TrainConfig,
+    demos: Sequence[Example], samples: Sequence[Example], config: TrainConfig
 ) -> dict[str, object]:
     digest = hashlib.sha256()
     for record in [*demos, *samples]:
@@ -223,8 +304,6 @@ def _data_summary(
     return {
         "demonstrations": len(demos),
         "policy_samples": len(samples),
-        "inputs": len(data.prompts),
-        "validation_inputs": len(np.unique(data.groups[valid])),
         "validation_share": config.validation_share,
         "seed": config.seed,
         "sha256": digest.hexdigest(),

@@ -1,0 +1,62 @@
+"""The IRL objectives as torch losses over candidate sets, and how candidate sets are drawn.
+
+A candidate set is one demonstration with K policy samples for the same input: a row of an index
+matrix whose column 0 is the demonstration. With rewards R (rows, 1 + K):
+
+- `maxent` (default): max-entropy IRL with the normaliser estimated on the set,
+  -R[:, 0] + logsumexp(R): the demonstration must out-score what the policy says anyway.
+- `bt`: Bradley-Terry, softplus(R[:, j] - R[:, 0]) averaged over the K samples (pairs data: K = 1).
+- `logistic`: a demo-vs-sample discriminator (the AIRL/GAIL form), softplus(-R[:, 0]) +
+  softplus(R[:, 1:]).
+
+Each adds a small reward-centering term (mean reward)^2 so rewards stay near zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TORCH_OBJECTIVES = ("maxent", "bt", "logistic")
+CENTERING = 0.01
+
+
+def objective_loss(objective: str, rewards: torch.Tensor) -> torch.Tensor:
+    demo, samples = rewards[:, 0], rewards[:, 1:]
+    if objective == "maxent":
+        loss = (torch.logsumexp(rewards, dim=1) - demo).mean()
+    elif objective == "bt":
+        loss = F.softplus(samples - demo[:, None]).mean()
+    elif objective == "logistic":
+        loss = F.softplus(-demo).mean() + F.softplus(samples).mean()
+    else:
+        raise ValueError(f"unknown objective {objective!r}; known: {TORCH_OBJECTIVES}")
+    return loss + CENTERING * rewards.mean() ** 2
+
+
+@dataclass(frozen=True)
+class CandidateSets:
+    """For each demonstration, the policy samples of the same input (record indices)."""
+
+    demos: np.ndarray
+    samples: list[np.ndarray]
+
+    @classmethod
+    def from_groups(cls, groups: np.ndarray, is_demo: np.ndarray) -> CandidateSets:
+        by_group = {g: np.flatnonzero((groups == g) & ~is_demo) for g in np.unique(groups)}
+        demos = np.array([i for i in np.flatnonzero(is_demo) if len(by_group[groups[i]])])
+        return cls(demos, [by_group[groups[i]] for i in demos])
+
+    def draw(self, k: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> np.ndarray:
+        """An index matrix (rows, 1 + k): each demo with k of its samples (with replacement only
+        when it has fewer than k)."""
+        chosen = np.arange(len(self.demos)) if rows is None else rows
+        matrix = np.empty((len(chosen), 1 + k), dtype=np.int64)
+        for row, i in enumerate(chosen):
+            pool = self.samples[i]
+            matrix[row, 0] = self.demos[i]
+            matrix[row, 1:] = rng.choice(pool, size=k, replace=len(pool) < k)
+        return matrix
