@@ -20,6 +20,9 @@ ENCODER_FILE = "encoder.onnx"
 HEAD_FILE = "head.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 REQUIRED_FILES = (ENCODER_FILE, HEAD_FILE, TOKENIZER_FILE)
+# Optional, for `RewardModel.explain`: training demonstrations and their output embeddings.
+DEMOS_FILE = "demonstrations.json"
+DEMO_EMBEDDINGS_FILE = "demonstrations.npy"
 
 
 class ModelFolderError(ValueError):

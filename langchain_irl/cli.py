@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from langchain_irl.card import ModelFolderError
 from langchain_irl.data import DataFileError
@@ -66,15 +68,39 @@ def _parser() -> argparse.ArgumentParser:
     hh.add_argument("--out", type=Path, required=True)
     hh.set_defaults(run=_run_hh_rlhf)
 
+    collect = commands.add_parser(
+        "collect", help="sample the base model k times for every demonstration input"
+    )
+    collect.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
+    collect.add_argument("--out", type=Path, required=True, help="samples JSONL (append-only)")
+    collect.add_argument("--k", type=int, default=8, help="samples per input")
+    source = collect.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        help="a LangChain chat model: module:attribute (an instance or a factory), or an "
+        "init_chat_model string such as openai:gpt-4o-mini",
+    )
+    source.add_argument(
+        "--openai-model", help="model name at an OpenAI-compatible endpoint (uses n=k)"
+    )
+    collect.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"))
+    collect.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"))
+    collect.add_argument("--temperature", type=float, default=1.0)
+    collect.add_argument("--concurrency", type=int, default=8)
+    collect.add_argument("--retries", type=int, default=4)
+    collect.add_argument("--skip-invalid", action="store_true", help="skip malformed demo lines")
+    collect.set_defaults(run=_run_collect)
+
     train = commands.add_parser("train", help="learn a reward model folder from demonstrations")
-    train.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
-    train.add_argument("--samples", type=Path, required=True, help="policy samples JSONL")
+    train.add_argument("--demos", type=Path, help="demonstrations JSONL")
+    train.add_argument("--samples", type=Path, help="policy samples JSONL")
+    train.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument(
         "--objective",
-        default="maxent",
         choices=["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"],
-        help="maxent: demo vs its samples under a softmax (default); bt: Bradley-Terry pairs; "
+        help="maxent: demo vs its samples under a softmax (default; bt with --pairs); "
+        "bt: Bradley-Terry pairs; "
         "logistic: demo-vs-sample discriminator; feature-matching(-whitened): closed form",
     )
     train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
@@ -95,10 +121,24 @@ def _parser() -> argparse.ArgumentParser:
     tuning.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints here")
     train.set_defaults(run=_run_train)
 
+    evaluate = commands.add_parser(
+        "eval", help="metrics, plots and suspicious demonstrations of a model on data"
+    )
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("--demos", type=Path, help="demonstrations JSONL")
+    evaluate.add_argument("--samples", type=Path, help="policy samples JSONL")
+    evaluate.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    evaluate.add_argument("--plots", type=Path, help="folder for PNG plots (default: the model's)")
+    evaluate.add_argument("--show-suspicious", type=int, default=10)
+    evaluate.set_defaults(run=_run_eval)
+
     score = commands.add_parser("score", help="score candidate outputs for a prompt")
     score.add_argument("model", type=Path)
     score.add_argument("--prompt", required=True)
     score.add_argument("candidates", nargs="+")
+    score.add_argument(
+        "--explain", action="store_true", help="percentile and the nearest demonstrations"
+    )
     score.set_defaults(run=_run_score)
 
     demo = commands.add_parser("demo", help="offline demo on cartoons the bundled model never saw")
@@ -130,13 +170,68 @@ def _run_hh_rlhf(args: argparse.Namespace) -> None:
     print(f"wrote {count} pairs to {args.out}")
 
 
-def _run_train(args: argparse.Namespace) -> None:
+def _run_collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from langchain_irl.collect import chat_model_sampler, collect, openai_sampler
     from langchain_irl.data import read_examples
+
+    demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
+    if args.openai_model:
+        sampler = openai_sampler(
+            args.openai_model,
+            base_url=args.base_url,
+            api_key=args.api_key or "unused",
+            temperature=args.temperature,
+        )
+    else:
+        sampler = chat_model_sampler(_chat_model(args.model))
+    report = asyncio.run(
+        collect(
+            [demo.input for demo in demos],
+            args.k,
+            args.out,
+            sampler,
+            concurrency=args.concurrency,
+            retries=args.retries,
+        )
+    )
+    print(
+        f"{report.inputs} inputs: {report.already_cached} samples were cached, "
+        f"{report.collected} collected into {args.out}"
+    )
+    if report.failed_inputs:
+        print(f"{len(report.failed_inputs)} inputs failed; run again to resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _chat_model(spec: str) -> Any:
+    """`module:attribute` (a chat model or a zero-argument factory) or an init_chat_model string."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        module = None
+    if module is not None and attribute:
+        value = getattr(module, attribute)
+        return value() if callable(value) and not hasattr(value, "invoke") else value
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:
+        raise ValueError(
+            f"{spec!r} is not module:attribute, and init_chat_model needs `pip install langchain`"
+        ) from exc
+    return init_chat_model(spec)
+
+
+def _run_train(args: argparse.Namespace) -> None:
     from langchain_irl.train.finetune import FineTuneConfig
     from langchain_irl.train.pipeline import TrainConfig, train
 
-    demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
-    samples = read_examples(args.samples, skip_invalid=args.skip_invalid)
+    demos, samples = _examples(args)
     fine_tune = None
     if args.fine_tune_steps:
         fine_tune = FineTuneConfig(
@@ -147,7 +242,7 @@ def _run_train(args: argparse.Namespace) -> None:
             checkpoint_dir=args.checkpoint_dir,
         )
     config = TrainConfig(
-        objective=args.objective,
+        objective=args.objective or ("bt" if args.pairs else "maxent"),
         hidden=tuple(args.hidden),
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
@@ -165,6 +260,41 @@ def _run_train(args: argparse.Namespace) -> None:
         print(f"  {key:>24}: {value:.4f}")
 
 
+def _run_eval(args: argparse.Namespace) -> None:
+    from langchain_irl.evaluate import evaluate
+    from langchain_irl.reward_model import RewardModel
+
+    model = RewardModel.load(args.model)
+    demos, samples = _examples(args)
+    report = evaluate(model, demos, samples, plots_dir=args.plots or args.model)
+    print(f"{model.name} on {len(demos)} demonstrations and {len(samples)} policy samples:")
+    for key, value in sorted(report.metrics.items()):
+        print(f"  {key:>24}: {value:.4f}")
+    for path in report.plots:
+        print(f"plot: {path}")
+    print(f"{len(report.suspicious)} demonstrations score below most of their own policy samples")
+    for demo in report.suspicious[: args.show_suspicious]:
+        print(f"  beaten by {demo.beaten_by:4.0%}  reward {demo.reward:+.2f}  {demo.output[:90]!r}")
+
+
+def _examples(args: argparse.Namespace) -> tuple[list, list]:
+    """Demonstrations and policy samples from --demos/--samples, or from --pairs."""
+    from langchain_irl.data import Example, read_examples, read_pairs
+
+    if args.pairs:
+        pairs = read_pairs(args.pairs, skip_invalid=getattr(args, "skip_invalid", False))
+        return (
+            [Example(p.input, p.chosen) for p in pairs],
+            [Example(p.input, p.rejected) for p in pairs],
+        )
+    if not (args.demos and args.samples):
+        raise ValueError("give --demos and --samples, or --pairs")
+    skip = getattr(args, "skip_invalid", False)
+    return read_examples(args.demos, skip_invalid=skip), read_examples(
+        args.samples, skip_invalid=skip
+    )
+
+
 def _run_score(args: argparse.Namespace) -> None:
     from langchain_irl.reward_model import RewardModel
 
@@ -174,6 +304,11 @@ def _run_score(args: argparse.Namespace) -> None:
     for index in scores.argsort()[::-1]:
         percentile = f"  p{model.percentile(float(scores[index])):5.1f}" if calibrated else ""
         print(f"{scores[index]:+8.3f}{percentile}  {args.candidates[index]}")
+        if args.explain:
+            print(
+                "    "
+                + str(model.explain(args.prompt, args.candidates[index])).replace("\n", "\n    ")
+            )
 
 
 def _run_demo(args: argparse.Namespace) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from langchain_irl.card import (
+    DEMO_EMBEDDINGS_FILE,
+    DEMOS_FILE,
     ENCODER_FILE,
     HEAD_FILE,
     TOKENIZER_FILE,
@@ -30,6 +34,32 @@ def candidate_features(token_counts: np.ndarray, names: Sequence[str]) -> np.nda
         raise ValueError(f"unknown head features {sorted(unknown)}; known: {sorted(columns)}")
     n = len(np.asarray(token_counts))
     return np.stack([columns[name] for name in names], axis=1).reshape(n, len(names))
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A training demonstration close to the explained candidate."""
+
+    input: str
+    output: str
+    similarity: float  # cosine of the two outputs' embeddings
+    reward: float  # the demonstration's reward for the explained prompt
+
+
+@dataclass(frozen=True)
+class Explanation:
+    score: float
+    percentile: float | None  # among held-out demonstrations; None without calibration
+    neighbours: list[Neighbour]
+
+    def __str__(self) -> str:
+        percentile = "" if self.percentile is None else f" (p{self.percentile:.0f} of demos)"
+        lines = [f"reward {self.score:+.3f}{percentile}; nearest demonstrations:"]
+        lines += [
+            f"  sim {n.similarity:.2f}  reward {n.reward:+.2f}  {n.output[:80]!r}"
+            for n in self.neighbours
+        ]
+        return "\n".join(lines)
 
 
 class RewardModel:
@@ -136,6 +166,36 @@ class RewardModel:
             },
         )
         return np.asarray(rewards, dtype=np.float32).reshape(-1)
+
+    def explain(self, prompt: PromptInput, candidate: str, k: int = 3) -> Explanation:
+        """The candidate's reward, its percentile among demonstrations, and the k training
+        demonstrations whose outputs are closest to it, with their rewards for this prompt."""
+        scorer = self.scorer(prompt)
+        rewards, embedding = scorer.score([candidate])
+        score = float(rewards[0])
+        percentile = None if self._demo_scores is None else float(self.percentile(score))
+        demos, demo_embeddings = self._demonstrations
+        neighbours = []
+        if demos:
+            similarity = demo_embeddings @ embedding[0]
+            nearest = np.argsort(-similarity)[:k]
+            tokens = np.array([demos[i]["tokens"] for i in nearest])
+            demo_rewards = self.score_embedded(
+                scorer.prompt_embedding, demo_embeddings[nearest], tokens
+            )
+            neighbours = [
+                Neighbour(demos[i]["input"], demos[i]["output"], float(similarity[i]), float(r))
+                for i, r in zip(nearest, demo_rewards, strict=True)
+            ]
+        return Explanation(score, percentile, neighbours)
+
+    @functools.cached_property
+    def _demonstrations(self) -> tuple[list[dict], np.ndarray]:
+        if DEMOS_FILE not in self.card.files or DEMO_EMBEDDINGS_FILE not in self.card.files:
+            return [], np.zeros((0, self.card.encoder.dim), np.float32)
+        demos = json.loads((self.folder / DEMOS_FILE).read_text(encoding="utf-8"))
+        embeddings = np.load(self.folder / DEMO_EMBEDDINGS_FILE, allow_pickle=False)
+        return demos, embeddings.astype(np.float32)
 
     @functools.cached_property
     def interaction_weights(self) -> np.ndarray | None:

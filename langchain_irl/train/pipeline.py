@@ -7,6 +7,7 @@ with it, so the card's metrics are those of the model exactly as users will run 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ import onnx
 from tqdm.auto import tqdm
 
 from langchain_irl.card import (
+    DEMO_EMBEDDINGS_FILE,
+    DEMOS_FILE,
     ENCODER_FILE,
     HEAD_FILE,
     TOKENIZER_FILE,
@@ -181,6 +184,7 @@ def train(
         summary["inputs"] = len(data.prompts)
 
         reference = head_forward(layers, valid_set.phi(head_info.features))
+        _write_demonstrations(work, train_set)
         onnx.save(build_head(layers, fp32_info.dim, len(head_info.features)), work / HEAD_FILE)
         card = ModelCard(
             name=config.name or Path(out_dir).name,
@@ -272,6 +276,23 @@ def _fine_tune(
     }
 
 
+def _write_demonstrations(work: Path, records: EncodedSet, limit: int = 5000) -> None:
+    """Training demonstrations (at most `limit`, a fixed sample) for `RewardModel.explain`."""
+    demos = np.flatnonzero(records.is_demo)
+    if len(demos) > limit:
+        demos = np.sort(np.random.default_rng(0).choice(demos, size=limit, replace=False))
+    entries = [
+        {
+            "input": records.prompts[records.groups[i]],
+            "output": records.texts[i],
+            "tokens": int(records.token_counts[i]),
+        }
+        for i in demos
+    ]
+    (work / DEMOS_FILE).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    np.save(work / DEMO_EMBEDDINGS_FILE, records.embeddings[demos].astype(np.float16))
+
+
 def _onnx_encoder(work: Path, config: TrainConfig) -> OnnxEncoder:
     return OnnxEncoder.from_files(work / "fp32.onnx", work / TOKENIZER_FILE, config.max_tokens)
 
@@ -282,6 +303,8 @@ def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
         ENCODER_FILE: work / f"{variant}.onnx",
         HEAD_FILE: work / HEAD_FILE,
         TOKENIZER_FILE: work / TOKENIZER_FILE,
+        DEMOS_FILE: work / DEMOS_FILE,
+        DEMO_EMBEDDINGS_FILE: work / DEMO_EMBEDDINGS_FILE,
     }
     return RewardModel.load(write_model_folder(work / f"staged-{variant}", card, files))
 

@@ -1,0 +1,104 @@
+"""Evaluate a reward model folder on demonstrations and policy samples, as users will run it.
+
+Metrics (demo-vs-sample AUC, pairwise accuracy; with gold scores, Spearman and the best-of-n curve),
+PNG plots, and the demonstrations the reward scores below most of their own policy samples: likely
+bad or inconsistent demonstrations, worth a look before retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from langchain_irl.data import Example
+from langchain_irl.evaluation import best_of_n_curve, gap_closed, reward_metrics
+from langchain_irl.reward_model import RewardModel
+
+BEST_OF = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class SuspiciousDemo:
+    input: str
+    output: str
+    reward: float
+    beaten_by: float  # share of its own input's policy samples that score higher
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float]
+    curve: dict[str, list[float]] | None
+    suspicious: list[SuspiciousDemo]
+    plots: list[Path] = field(default_factory=list)
+
+
+def evaluate(
+    model: RewardModel,
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    *,
+    plots_dir: Path | None = None,
+    suspicious_share: float = 0.5,
+) -> EvalReport:
+    records = [*demos, *samples]
+    prompts = [record.prompt(model.card.prompt_format) for record in records]
+    unique_prompts = sorted(set(prompts))
+    index = {prompt: i for i, prompt in enumerate(unique_prompts)}
+    groups = np.array([index[p] for p in prompts])
+    is_demo = np.arange(len(records)) < len(demos)
+    gold = np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64)
+    rewards = np.empty(len(records), dtype=np.float32)
+    for group in tqdm(range(len(unique_prompts)), desc="scoring", unit="input"):
+        (members,) = np.nonzero(groups == group)
+        rewards[members] = model.score(unique_prompts[group], [records[i].output for i in members])
+
+    has_gold = bool(np.isfinite(gold).any())
+    metrics = reward_metrics(rewards, groups, is_demo, gold if has_gold else None)
+    curve = None
+    if has_gold:
+        per_group = [np.flatnonzero((groups == g) & np.isfinite(gold)) for g in np.unique(groups)]
+        per_group = [m for m in per_group if len(m) >= 2]
+        curve = best_of_n_curve(
+            [rewards[m] for m in per_group],
+            [gold[m] for m in per_group],
+            [n for n in BEST_OF if n <= max(map(len, per_group))],
+        )
+        for position, n in enumerate(curve["n"]):
+            metrics[f"best_of_{int(n)}_gap_closed"] = gap_closed(curve, position)
+
+    suspicious = []
+    for i in np.flatnonzero(is_demo):
+        own_samples = rewards[(groups == groups[i]) & ~is_demo]
+        if len(own_samples):
+            beaten_by = float((own_samples > rewards[i]).mean())
+            if beaten_by > suspicious_share:
+                suspicious.append(
+                    SuspiciousDemo(prompts[i], records[i].output, float(rewards[i]), beaten_by)
+                )
+    suspicious.sort(key=lambda demo: -demo.beaten_by)
+
+    report = EvalReport(metrics, curve, suspicious)
+    if plots_dir is not None:
+        from langchain_irl.plots import best_of_n_plot, reward_histogram
+
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        report.plots.append(
+            reward_histogram(
+                rewards[is_demo],
+                rewards[~is_demo],
+                plots_dir / "reward_histogram.png",
+                f"{model.name}: rewards",
+            )
+        )
+        if curve is not None:
+            report.plots.append(
+                best_of_n_plot(
+                    curve, plots_dir / "best_of_n.png", f"{model.name}: best-of-n", "gold score"
+                )
+            )
+    return report

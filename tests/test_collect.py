@@ -1,0 +1,134 @@
+"""collect against a real loopback OpenAI-compatible server: resumable, append-only, no loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from langchain_openai import ChatOpenAI
+
+from langchain_irl.collect import chat_model_sampler, collect, openai_sampler
+from langchain_irl.data import read_examples, write_jsonl
+from langchain_irl.testing import OpenAICompatibleServer
+from tests.conftest import ROOT
+
+INPUTS = [f"Cartoon number {i}: a cat at a desk." for i in range(12)]
+
+
+def _counts(path: Path) -> Counter[str]:
+    return Counter(str(example.input) for example in read_examples(path))
+
+
+async def test_openai_sampler_fills_the_cache(tmp_path: Path, caption_answers: list[str]) -> None:
+    cache = tmp_path / "samples.jsonl"
+    with OpenAICompatibleServer(answers=caption_answers) as server:
+        sampler = openai_sampler("loopback", base_url=server.base_url, api_key="unused")
+        report = await collect(INPUTS, 4, cache, sampler)
+        assert report.collected == 48 and not report.failed_inputs
+        assert all(request["n"] == 4 for request in server.requests)  # one request per input
+        again = await collect(INPUTS, 6, cache, sampler)  # asks only for what is missing
+        assert again.already_cached == 48 and again.collected == 24
+        assert all(request["n"] == 2 for request in server.requests[len(INPUTS) :])
+    assert set(_counts(cache).values()) == {6}
+
+
+async def test_chat_model_sampler_and_chat_inputs(tmp_path: Path) -> None:
+    inputs = [(("system", "Be witty."), ("user", "A dog in a suit.")), "A cat."]
+    with OpenAICompatibleServer(answers=["one", "two"]) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
+        report = await collect(inputs, 3, tmp_path / "s.jsonl", chat_model_sampler(llm))
+    assert report.collected == 6
+    records = [json.loads(line) for line in (tmp_path / "s.jsonl").open()]
+    assert records[0]["input"] in (
+        [
+            {"role": "system", "content": "Be witty."},
+            {"role": "user", "content": "A dog in a suit."},
+        ],
+        "A cat.",
+    )
+
+
+async def test_failures_are_retried_and_recorded_once(
+    tmp_path: Path, caption_answers: list[str]
+) -> None:
+    cache = tmp_path / "samples.jsonl"
+    with OpenAICompatibleServer(
+        answers=caption_answers, failure_rate=0.3, faults=["500", "429", "malformed"], seed=2
+    ) as server:
+        sampler = openai_sampler("loopback", base_url=server.base_url, api_key="unused")
+        report = await collect(INPUTS, 5, cache, sampler, retries=8, backoff=0.01)
+        assert server.faults_injected > 0
+    assert not report.failed_inputs
+    assert set(_counts(cache).values()) == {5}  # every sample exactly once
+
+
+async def test_torn_last_line_is_dropped_and_refilled(tmp_path: Path) -> None:
+    cache = tmp_path / "samples.jsonl"
+    write_jsonl(cache, [{"input": INPUTS[0], "output": "kept"}])
+    with cache.open("ab") as handle:
+        handle.write(b'{"input": "Cartoon number 1: a cat at a desk.", "outp')  # killed mid-write
+    with OpenAICompatibleServer(answers=["new"]) as server:
+        sampler = openai_sampler("loopback", base_url=server.base_url, api_key="unused")
+        await collect(INPUTS[:2], 1, cache, sampler)
+    records = [json.loads(line) for line in cache.open()]
+    assert records == [
+        {"input": INPUTS[0], "output": "kept"},
+        {"input": INPUTS[1], "output": "new"},
+    ]
+
+
+def test_malformed_cache_names_the_line(tmp_path: Path) -> None:
+    import asyncio
+
+    cache = tmp_path / "samples.jsonl"
+    cache.write_text('{"input": "a", "output": "b"}\n{"output": "no input"}\n')
+
+    async def never(value: object, k: int) -> list[str]:
+        raise AssertionError("must not sample")
+
+    with pytest.raises(ValueError, match=r"samples\.jsonl:2: not a sample record"):
+        asyncio.run(collect(["a"], 1, cache, never))
+
+
+def test_sigkill_and_resume_loses_nothing(tmp_path: Path, caption_answers: list[str]) -> None:
+    """Kill the CLI with SIGKILL several times mid-run; resuming ends with k samples per input."""
+    demos = tmp_path / "demos.jsonl"
+    write_jsonl(demos, [{"input": text, "output": "demo"} for text in INPUTS * 2])
+    cache = tmp_path / "samples.jsonl"
+    with OpenAICompatibleServer(answers=caption_answers, latency=0.05, jitter=0.1) as server:
+        command = [
+            sys.executable,
+            "-m",
+            "langchain_irl.cli",
+            "collect",
+            "--demos",
+            str(demos),
+            "--out",
+            str(cache),
+            "--k",
+            "6",
+            "--openai-model",
+            "loopback",
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "unused",
+            "--concurrency",
+            "2",
+        ]
+        for delay in (1.5, 2.0, 2.5):
+            process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    counts = _counts(cache)
+    assert set(counts) == set(INPUTS) and set(counts.values()) == {6}
