@@ -89,7 +89,9 @@ def fine_tune(
         total=config.steps,
     )
     for step in progress:
-        rng = np.random.default_rng([seed, step])  # the same batches whether resumed or not
+        # The same batches and dropout masks whether the run was resumed or not.
+        rng = np.random.default_rng([seed, step])
+        torch.manual_seed(seed * 1_000_003 + step)
         rows = rng.choice(len(sets.demos), size=min(config.batch, len(sets.demos)), replace=False)
         matrix = sets.draw(config.samples_per_demo, rng, rows)
         rewards = _rewards(encoder, head, tokenizer, prompts, texts, groups, matrix, max_tokens)

@@ -1,0 +1,195 @@
+"""Every objective, MLP heads, fine-tuning (resumable, deterministic), pairs, eval and explain."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from langchain_irl import RewardModel
+from langchain_irl.cli import main
+from langchain_irl.converters import caption_contest, hh_rlhf
+from langchain_irl.data import Example, write_jsonl
+from langchain_irl.evaluate import evaluate
+from langchain_irl.train.encoder import load_encoder
+from langchain_irl.train.finetune import FineTuneConfig, fine_tune
+from langchain_irl.train.head_training import train_head
+from langchain_irl.train.losses import TORCH_OBJECTIVES, CandidateSets, objective_loss
+from langchain_irl.train.pipeline import TrainConfig, train
+from tests.conftest import CAPTIONS, HH_PAIRS
+
+CONTESTS = {526, 528, 530, 531}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[Example], list[Example]]:
+    return caption_contest(CAPTIONS, top=8, sample_chunks=["middle"], contests=CONTESTS)
+
+
+def _synthetic(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(20), 10)
+    is_demo = np.tile(np.arange(10) < 2, 20)
+    phi = rng.normal(size=(200, 6)).astype(np.float32)
+    phi[is_demo, 0] += 1.5  # demonstrations differ in one feature
+    return phi, groups, is_demo
+
+
+@pytest.mark.parametrize("objective", TORCH_OBJECTIVES)
+@pytest.mark.parametrize("hidden", [(), (8,)])
+def test_torch_objectives_learn_the_demo_direction(objective: str, hidden: tuple[int, ...]) -> None:
+    phi, groups, is_demo = _synthetic()
+    layers = train_head(phi, groups, is_demo, objective, hidden=hidden, max_epochs=200)
+    from langchain_irl.train.head import head_forward
+
+    rewards = head_forward(layers, phi)
+    assert rewards[is_demo].mean() > rewards[~is_demo].mean() + 1.0
+    assert rewards[~is_demo].mean() == pytest.approx(0, abs=1e-3)  # centred on samples
+    assert rewards[~is_demo].std() == pytest.approx(1, abs=1e-2)
+
+
+def test_losses_prefer_demos() -> None:
+    good = torch.tensor([[3.0, 0.0, 0.0]])
+    bad = torch.tensor([[0.0, 3.0, 0.0]])
+    for objective in TORCH_OBJECTIVES:
+        assert objective_loss(objective, good) < objective_loss(objective, bad)
+
+
+def test_candidate_sets_pair_demos_with_their_own_samples() -> None:
+    groups = np.array([0, 0, 0, 1, 1, 2])
+    is_demo = np.array([True, False, False, True, False, True])  # input 2 has no samples
+    sets = CandidateSets.from_groups(groups, is_demo)
+    assert list(sets.demos) == [0, 3]
+    matrix = sets.draw(3, np.random.default_rng(0))
+    assert set(matrix[0, 1:]) <= {1, 2} and set(matrix[1, 1:]) == {4}
+
+
+def test_maxent_mlp_pipeline(data: tuple[list, list], tmp_path: Path) -> None:
+    config = TrainConfig(objective="maxent", hidden=(16,), quantize=False, validation_share=0.25)
+    card = train(*data, tmp_path / "mlp", config)
+    model = RewardModel.load(tmp_path / "mlp")
+    assert card.head.hidden == (16,) and model.interaction_weights is None
+    assert card.objective == "maxent" and 0 <= card.metrics["pairwise_accuracy"] <= 1
+
+
+def test_closed_form_rejects_hidden_layers(data: tuple[list, list], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="closed-form linear reward"):
+        train(*data, tmp_path / "m", TrainConfig(objective="feature-matching", hidden=(4,)))
+
+
+def test_fine_tune_is_deterministic_and_resumes(data: tuple[list, list], tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    demos, samples = data
+    records = [*demos, *samples]
+    prompts = sorted({r.input for r in records})
+    groups = np.array([prompts.index(r.input) for r in records])
+    is_demo = np.arange(len(records)) < len(demos)
+    texts = [r.output for r in records]
+    head = [(np.zeros((2 * 384 + 1, 1), np.float32), np.zeros(1, np.float32))]
+
+    def run(steps: int, checkpoints: Path | None) -> list:
+        encoder, folder = load_encoder()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = FineTuneConfig(
+            steps=steps, batch=4, layers=1, checkpoint_every=1, checkpoint_dir=checkpoints
+        )
+        layers, report = fine_tune(
+            encoder,
+            tokenizer,
+            prompts,
+            texts,
+            groups,
+            is_demo,
+            head,
+            "maxent",
+            config,
+            max_tokens=32,
+            seed=3,
+        )
+        return [layers, report, encoder]
+
+    straight = run(3, None)
+    run(2, tmp_path / "ckpt")  # "killed" after two steps
+    resumed = run(3, tmp_path / "ckpt")
+    assert resumed[1].steps == 3
+    for (w1, b1), (w2, b2) in zip(straight[0], resumed[0], strict=True):
+        np.testing.assert_allclose(w1, w2, atol=1e-5)
+        np.testing.assert_allclose(b1, b2, atol=1e-5)
+    assert not np.allclose(straight[0][0][0], 0)  # the head moved
+    assert straight[1].pairs_per_second > 0
+
+
+def test_fine_tuned_pipeline_exports_what_it_trained(
+    data: tuple[list, list], tmp_path: Path
+) -> None:
+    config = TrainConfig(
+        objective="bt",
+        quantize=False,
+        validation_share=0.25,
+        fine_tune=FineTuneConfig(steps=2, batch=4, layers=2),
+    )
+    card = train(*data, tmp_path / "ft", config)  # raises if the export disagrees with training
+    assert card.training_data["fine_tune"]["steps"] == 2
+    assert RewardModel.load(tmp_path / "ft").card.objective == "bt"
+
+
+def test_pairs_eval_and_explain(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    pairs = hh_rlhf(HH_PAIRS)[:60]
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, (pair.to_json() for pair in pairs))
+    out = tmp_path / "hh"
+    code = main(
+        [
+            "train",
+            "--pairs",
+            str(path),
+            "--out",
+            str(out),
+            "--prompt-format",
+            "transcript",
+            "--max-tokens",
+            "64",
+            "--no-quantize",
+            "--validation-share",
+            "0.3",
+        ]
+    )
+    assert code == 0
+    model = RewardModel.load(out)
+    assert model.card.objective == "bt" and model.card.prompt_format == "transcript"
+
+    demos = [Example(p.input, p.chosen) for p in pairs]
+    samples = [Example(p.input, p.rejected) for p in pairs]
+    report = evaluate(model, demos, samples, plots_dir=tmp_path / "plots")
+    assert {"auc", "pairwise_accuracy"} <= set(report.metrics)
+    assert [p.name for p in report.plots] == ["reward_histogram.png"]  # no gold: no curve
+    assert (tmp_path / "plots" / "reward_histogram.png").read_bytes()[:4] == b"\x89PNG"
+    shares = [demo.beaten_by for demo in report.suspicious]
+    assert shares == sorted(shares, reverse=True) and all(s > 0.5 for s in shares)
+
+    explanation = model.explain(pairs[0].input, pairs[0].chosen, k=3)
+    assert len(explanation.neighbours) == 3
+    similarities = [n.similarity for n in explanation.neighbours]
+    assert similarities == sorted(similarities, reverse=True)
+    assert explanation.score == pytest.approx(model.score(pairs[0].input, [pairs[0].chosen])[0])
+    assert 0 <= explanation.percentile <= 100
+
+    assert main(["eval", str(out), "--pairs", str(path), "--plots", str(tmp_path / "p2")]) == 0
+    printed = capsys.readouterr().out
+    assert "pairwise_accuracy" in printed and "below most of their own policy samples" in printed
+    assert main(["score", str(out), "--prompt", pairs[0].input, "--explain", "Sure."]) == 0
+    assert "nearest demonstrations" in capsys.readouterr().out
+
+
+def test_eval_with_gold_draws_the_best_of_n_curve(
+    data: tuple[list, list], model: RewardModel, tmp_path: Path
+) -> None:
+    report = evaluate(model, *data, plots_dir=tmp_path)
+    assert report.curve is not None and report.curve["n"][0] == 1
+    assert "best_of_16_gap_closed" in report.metrics and "spearman_gold" in report.metrics
+    assert sorted(p.name for p in report.plots) == ["best_of_n.png", "reward_histogram.png"]
+    assert dataclasses.is_dataclass(report)
