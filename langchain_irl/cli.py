@@ -142,8 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     score.set_defaults(run=_run_score)
 
     demo = commands.add_parser("demo", help="offline demo on cartoons the bundled model never saw")
-    demo.add_argument("--model", type=Path, default=None)
-    demo.add_argument("--data", type=Path, default=None)
+    demo.add_argument(
+        "--model",
+        help="use this model at an OpenAI-compatible endpoint (OPENAI_BASE_URL, OPENAI_API_KEY) "
+        "instead of the offline crowd of contest entrants",
+    )
+    demo.add_argument("--reward-model", type=Path, help="default: models/caption-humor")
+    demo.add_argument("--data", type=Path, help="default: data/caption_contest/dev.jsonl")
+    demo.add_argument("--plot", type=Path, default=Path("out/best_of_n_demo.png"))
     demo.add_argument("--n", type=int, default=16, help="candidates per cartoon")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_run_demo)
@@ -314,7 +320,14 @@ def _run_score(args: argparse.Namespace) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from langchain_irl.demo import run_demo
 
-    run_demo(model_dir=args.model, data_file=args.data, n=args.n, seed=args.seed)
+    run_demo(
+        model_dir=args.reward_model,
+        data_file=args.data,
+        n=args.n,
+        seed=args.seed,
+        llm_name=args.model,
+        plot=args.plot,
+    )
 
 
 if __name__ == "__main__":

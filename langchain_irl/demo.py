@@ -1,36 +1,37 @@
-"""The offline demo: the bundled caption reward model ranks real entries for unseen cartoons.
+"""`langchain-irl demo`: the whole idea, offline, on cartoons the bundled model never saw.
 
-The base "policy" here is the crowd of contest entrants: candidates are real submitted captions,
-drawn uniformly from the stored sample of each contest (its top-, middle- and bottom-rated 150
-entries; so a draw is a stratified sample of the crowd, richer in good and bad captions than a
-random entrant). Because they are real entries, every candidate has a human rating to check.
+demonstrations -> learned reward (models/caption-humor) -> best-of-n inside a LangChain chain ->
+few-shot selection. The base model is the crowd of real contest entrants (`CrowdChatModel`), so
+every pick has a human rating; with `--model` or OPENAI_BASE_URL a real model is used instead.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import LLMResult
+from langchain_core.prompts import ChatPromptTemplate
 
+from langchain_irl.best_of_n import BestOfN
+from langchain_irl.crowd import Contest, CrowdChatModel, load_contests
+from langchain_irl.evaluation import best_of_n_curve, gap_closed
+from langchain_irl.few_shot import RewardExampleSelector
 from langchain_irl.reward_model import RewardModel
 
 # Contests left out of the bundled model's training data (see models/README.md).
 DEMO_CONTESTS = (641, 645, 648, 650, 654)
 BUNDLED_MODEL = Path("models/caption-humor")
 BUNDLED_CAPTIONS = Path("data/caption_contest/dev.jsonl")
-
-
-@dataclass(frozen=True)
-class Contest:
-    number: int
-    description: str
-    captions: list[str]
-    ratings: np.ndarray  # human mean rating, 1 (not funny) to 3 (funny)
-
-    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.choice(len(self.captions), size=n, replace=False)
+PROMPT = ChatPromptTemplate.from_messages(
+    [("system", "Write a funny caption for the cartoon described."), ("human", "{cartoon}")]
+)
 
 
 def bundled_path(relative: Path) -> Path:
@@ -41,50 +42,115 @@ def bundled_path(relative: Path) -> Path:
     raise FileNotFoundError(f"{relative} not found; run from the root of a langchain-irl clone")
 
 
-def load_contests(path: Path, numbers: tuple[int, ...] = DEMO_CONTESTS) -> list[Contest]:
-    contests = []
-    for line in path.open(encoding="utf-8"):
-        record = json.loads(line)
-        if record["contest"] not in numbers:
-            continue
-        captions = record["captions"]
-        contests.append(
-            Contest(
-                number=record["contest"],
-                description=record["description"],
-                captions=[c["text"] for c in captions],
-                ratings=np.array([c["mean"] for c in captions]),
-            )
-        )
-    return contests
+class _LastBestOfN(BaseCallbackHandler):
+    """Keeps the metadata of the last best-of-n call (the chain's parser keeps only the text)."""
+
+    metadata: dict[str, Any] | None = None
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        if response.llm_output and "best_of_n" in response.llm_output:
+            self.metadata = response.llm_output["best_of_n"]
 
 
 def run_demo(
-    model_dir: Path | None = None, data_file: Path | None = None, n: int = 16, seed: int = 0
-) -> None:
-    model = RewardModel.load(model_dir or bundled_path(BUNDLED_MODEL))
-    contests = load_contests(data_file or bundled_path(BUNDLED_CAPTIONS))
-    rng = np.random.default_rng(seed)
-    print(f"reward model: {model.name} ({model.card.objective}, encoder {model.card.encoder.name})")
-    print(f"base policy: the crowd of real contest entrants; {n} candidates per cartoon\n")
-    picked, average = [], []
-    for contest in contests:
-        drawn = contest.draw(n, rng)
-        candidates = [contest.captions[i] for i in drawn]
-        rewards = model.score(contest.description, candidates)
-        order = np.argsort(-rewards)
-        print(f"contest {contest.number}: {contest.description}")
-        for rank, index in enumerate(order[:3], start=1):
-            rating = contest.ratings[drawn[index]]
-            print(
-                f"  {rank}. reward {rewards[index]:+.2f}  human {rating:.2f}  {candidates[index]}"
-            )
-        picked.append(contest.ratings[drawn[order[0]]])
-        average.append(contest.ratings[drawn].mean())
+    model_dir: Path | None = None,
+    data_file: Path | None = None,
+    n: int = 16,
+    seed: int = 0,
+    llm_name: str | None = None,
+    plot: Path = Path("out/best_of_n_demo.png"),
+) -> dict[str, float]:
+    started = time.perf_counter()
+    reward_model = RewardModel.load(model_dir or bundled_path(BUNDLED_MODEL))
+    data = data_file or bundled_path(BUNDLED_CAPTIONS)
+    held_out = load_contests(data, DEMO_CONTESTS)
+    llm = _base_model(llm_name, held_out, seed)
+    best_of_n = BestOfN(llm=llm, reward_model=reward_model, n=n, return_all=True, seed=seed)
+    chain = PROMPT | best_of_n | StrOutputParser()
+    recorder = _LastBestOfN()
+
+    card = reward_model.card
+    print(f"reward model: {reward_model.name} ({card.objective}; encoder {card.encoder.name})")
+    print(f"  held-out pairwise accuracy {card.metrics.get('pairwise_accuracy', float('nan')):.3f}")
+    crowd = isinstance(llm, CrowdChatModel)
+    if crowd:
         print(
-            f"  pick rated {picked[-1]:.2f} by humans; the {n} candidates average {average[-1]:.2f}"
+            "base model: the crowd of real contest entrants (not an LLM): each candidate is a real "
+            "submitted caption,\n  drawn from the contest's top-, middle- and bottom-rated entries"
         )
-    print(
-        f"over {len(contests)} unseen cartoons: reward's pick {np.mean(picked):.3f} vs "
-        f"average entry {np.mean(average):.3f} (human mean rating, 1-3)"
+    print(f"chain: ChatPromptTemplate | BestOfN(n={n}) | StrOutputParser\n")
+    picked, average = [], []
+    for contest in held_out:
+        caption = chain.invoke({"cartoon": contest.description}, {"callbacks": [recorder]})
+        meta = recorder.metadata or {}
+        print(f"contest {contest.number}: {contest.description}")
+        print(f"  best of {meta.get('n_succeeded')}: {caption}")
+        print(
+            f"  reward {meta.get('chosen_reward', float('nan')):+.2f}, better than "
+            f"{meta.get('chosen_percentile', float('nan')):.0f}% of held-out demonstrations"
+        )
+        if crowd:
+            ratings = [contest.rating(text) for text in meta["candidates"]]
+            picked.append(contest.rating(caption))
+            average.append(float(np.mean(ratings)))
+            print(
+                f"  humans rated it {picked[-1]:.2f}; the {len(ratings)} candidates average "
+                f"{average[-1]:.2f} (1 = not funny, 3 = funny)"
+            )
+        print()
+    summary: dict[str, float] = {}
+    if crowd:
+        summary = {"picked": float(np.mean(picked)), "average": float(np.mean(average))}
+        print(
+            f"over {len(held_out)} unseen cartoons, best-of-{n} picks average "
+            f"{summary['picked']:.3f} vs {summary['average']:.3f} for the average entry\n"
+        )
+    _show_few_shot(reward_model, data, held_out[0])
+    if crowd:
+        curve = best_of_n_curve(
+            [reward_model.score(c.description, c.captions) for c in held_out],
+            [c.ratings for c in held_out],
+            [1, 2, 4, 8, 16, 32],
+            seed=seed,
+        )
+        from langchain_irl.plots import best_of_n_plot
+
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        best_of_n_plot(curve, plot, "best-of-n on unseen cartoons", "human rating")
+        summary["gap_closed_16"] = gap_closed(curve, curve["n"].index(16))
+        print(f"best-of-n curve (human rating of the pick vs n) written to {plot}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return summary
+
+
+def _base_model(name: str | None, contests: list[Contest], seed: int) -> BaseChatModel:
+    if name is None and not os.environ.get("OPENAI_BASE_URL"):
+        return CrowdChatModel(contests=contests, seed=seed)
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model=name or "gpt-4o-mini", temperature=1.0)
+
+
+def _show_few_shot(reward_model: RewardModel, data: Path, contest: Contest) -> None:
+    """Which demonstrations of *other* contests the selector would show for this cartoon."""
+    others = load_contests(data)
+    examples = [
+        {"input": other.description, "output": caption}
+        for other in others
+        if other.number not in DEMO_CONTESTS
+        for caption, rating in zip(other.captions, other.ratings, strict=True)
+        if rating >= np.sort(other.ratings)[-30]  # each contest's 30 top-rated captions
+    ]
+    selector = RewardExampleSelector(
+        examples=examples, reward_model=reward_model, k=3, diversity=0.5
     )
+    print(
+        f"few-shot: the 3 demonstrations (of {len(examples)}) chosen for contest {contest.number}"
+    )
+    for demo in selector.rank(contest.description):
+        example = examples[demo.index]
+        print(
+            f"  reward {demo.reward:+.2f}  relevance {demo.relevance:.2f}  "
+            f"{example['output']!r}  (for: {example['input'][:50]})"
+        )
+    print()

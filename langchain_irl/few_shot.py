@@ -8,8 +8,9 @@ which demonstrations are *good*. Here every demonstration gets, for a new input 
 where z standardises each term over the demonstrations (so the weights compare like with like),
 relevance is the reward model's encoder similarity of the inputs, and r is the learned reward of
 the demonstration's output *for the new input*. With `diversity` > 0, the k picks are made by
-maximal marginal relevance: each next pick trades its score against its similarity (of inputs) to
-the picks so far. Demonstration embeddings are computed once (and on `add_example`), not per query.
+maximal marginal relevance: each next pick trades its score against its similarity (the mean of the
+input and output cosines) to the picks so far. Demonstration embeddings are computed once (and on
+`add_example`), not per query.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
         if self.diversity == 0:
             chosen = _top_k(score, k)
         else:
-            chosen = _mmr(score, index.inputs, k, self.diversity)
+            # similarity of two demonstrations: the mean of their inputs' and outputs' cosines
+            pair = np.concatenate([index.inputs, index.outputs], axis=1) / np.sqrt(2)
+            chosen = _mmr(score, pair, k, self.diversity)
         return [
             RankedDemo(int(i), float(relevance[i]), float(reward[i]), float(score[i]))
             for i in chosen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,16 +45,22 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys) -> N
     assert "card.json: missing" in capsys.readouterr().err
 
 
-def test_demo_runs_offline_and_reports_human_ratings() -> None:
+def test_demo_runs_offline_and_reports_human_ratings(tmp_path: Path) -> None:
+    plot = tmp_path / "curve.png"
     result = subprocess.run(
-        [sys.executable, "-m", "langchain_irl.cli", "demo"],
+        [sys.executable, "-m", "langchain_irl.cli", "demo", "--plot", str(plot)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
     )
     assert result.returncode == 0, result.stderr
     for number in (641, 645, 648, 650, 654):
         assert f"contest {number}:" in result.stdout
-    summary = result.stdout.strip().splitlines()[-1]
-    assert summary.startswith("over 5 unseen cartoons: reward's pick")
+    assert "the crowd of real contest entrants (not an LLM)" in result.stdout
+    summary = re.search(r"best-of-16 picks average ([0-9.]+) vs ([0-9.]+)", result.stdout)
+    assert summary is not None
+    assert float(summary.group(1)) > float(summary.group(2))  # picks beat the average entry
+    assert "few-shot: the 3 demonstrations" in result.stdout
+    assert plot.read_bytes()[:4] == b"\x89PNG"
