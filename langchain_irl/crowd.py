@@ -33,10 +33,11 @@ class Contest:
         return float(self.ratings[self.captions.index(caption)])
 
 
-def load_contests(path: Path, numbers: Sequence[int] | None = None) -> list[Contest]:
+def load_contests(path: str | Path, numbers: Sequence[int] | None = None) -> list[Contest]:
+    with Path(path).open(encoding="utf-8") as lines:
+        records = [json.loads(line) for line in lines]
     contests = []
-    for line in path.open(encoding="utf-8"):
-        record = json.loads(line)
+    for record in records:
         if numbers is not None and record["contest"] not in numbers:
             continue
         captions = record["captions"]
