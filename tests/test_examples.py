@@ -54,17 +54,8 @@ def test_train_your_own(tmp_path: Path) -> None:
     assert "pairwise_accuracy" in output and "nearest demonstrations" in output
 
 
-@pytest.mark.parametrize("fine_tune_steps", ["0"])
-def test_hh_harmless(tmp_path: Path, fine_tune_steps: str) -> None:
+def test_hh_harmless(tmp_path: Path) -> None:
     output = run(
-        "hh_harmless.py",
-        "--out",
-        str(tmp_path / "hh"),
-        "--pairs",
-        "160",
-        "--held-out",
-        "20",
-        "--fine-tune-steps",
-        fine_tune_steps,
+        "hh_harmless.py", "--out", str(tmp_path / "hh"), "--pairs", "160", "--held-out", "20"
     )
     assert "picked the crowdworkers' choice in" in output
