@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,17 +27,15 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_irl.rendering import render_output
+from langchain_irl.candidates import CandidatePool
 from langchain_irl.reward_model import PromptScorer, RewardModel
-from langchain_irl.selection import Selection, choose
-from langchain_irl.usage import estimated_usage, total_usage
+from langchain_irl.selection import Selection
 
 # Constructor parameters of the wrapper that configure the inner model.
 FORWARDED = ("temperature", "max_tokens", "timeout", "max_retries")
@@ -133,7 +129,7 @@ class BestOfN(BaseChatModel):
             if self._uses_native_n():
                 try:
                     result = self._inner_with_n(size).generate([messages], **call)
-                    pool.add_response(result, scorer)
+                    _add_response(pool, result, scorer)
                 except Exception as error:
                     pool.add_failure(error, size)
                 continue
@@ -143,12 +139,12 @@ class BestOfN(BaseChatModel):
                 ]
                 for future in as_completed(futures):
                     try:
-                        pool.add_response(future.result(), scorer)
+                        _add_response(pool, future.result(), scorer)
                     except Exception as error:
                         pool.add_failure(error)
             if pool.reached_threshold():
                 break
-        return pool.result()
+        return _chat_result(pool)
 
     async def _agenerate(
         self,
@@ -180,12 +176,12 @@ class BestOfN(BaseChatModel):
                         pool.add_failure(error, size if self._uses_native_n() else 1)
                         continue
                     scorer = await scorer_task
-                    await asyncio.to_thread(pool.add_response, result, scorer)
+                    await asyncio.to_thread(_add_response, pool, result, scorer)
                 if pool.reached_threshold():
                     break
         finally:
             scorer_task.cancel()  # a no-op once it has finished
-        return pool.result()
+        return _chat_result(pool)
 
     def _stream(
         self,
@@ -224,148 +220,37 @@ class BestOfN(BaseChatModel):
         return self._inner.model_copy(update={"n": size})
 
     def _start(self, messages: list[BaseMessage]) -> CandidatePool:
-        wave = self.n
-        if self.threshold is not None:
-            wave = self.wave_size or max(1, self.n // 4)
-        return CandidatePool(
-            model=self,
-            prompt=self.reward_model.render(messages),
-            wave=wave,
-            native=self._uses_native_n(),
-        )
+        return CandidatePool(self, self.reward_model.render(messages))
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self._rng
 
 
-@dataclass
-class CandidatePool:
-    """The candidates of one best-of-n call: rewards, failures, usage, and the final choice."""
+def _add_response(pool: CandidatePool, result: LLMResult, scorer: PromptScorer) -> None:
+    generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
+    # With native n, response-level fields (model_name, ...) are only in llm_output.
+    shared = {k: v for k, v in (result.llm_output or {}).items() if k != "token_usage"}
+    for generation in generations:
+        metadata = generation.message.response_metadata
+        metadata.update({k: v for k, v in shared.items() if k not in metadata})
+    pool.add(generations, [g.message for g in generations], scorer)
 
-    model: BestOfN
-    prompt: str
-    wave: int
-    native: bool
-    generations: list[ChatGeneration] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    embeddings: list[np.ndarray] = field(default_factory=list)
-    usages: list[UsageMetadata] = field(default_factory=list)
-    failures: list[BaseException] = field(default_factory=list)
-    responses: int = 0
-    failed_requests: int = 0
-    attempted: int = 0
-    usage_counter: str = "inner model"
 
-    def waves(self) -> Iterator[int]:
-        while self.attempted < self.model.n:
-            size = min(self.wave, self.model.n - self.attempted)
-            self.attempted += size
-            yield size
-
-    def add_response(self, result: LLMResult, scorer: PromptScorer) -> None:
-        generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
-        self.responses += 1
-        # With native n, response-level fields (model_name, ...) are only in llm_output.
-        shared = {k: v for k, v in (result.llm_output or {}).items() if k != "token_usage"}
-        for generation in generations:
-            metadata = generation.message.response_metadata
-            metadata.update({k: v for k, v in shared.items() if k not in metadata})
-        texts = [render_output(g.message) for g in generations]
-        rewards, embeddings = scorer.score(texts)
-        first = generations[0].message if generations else None
-        usage = first.usage_metadata if isinstance(first, AIMessage) else None
-        if usage:  # with native n each choice carries the whole request's usage: count it once
-            self.usages.append(usage)
-        self.generations += generations
-        self.texts += texts
-        self.rewards += rewards.tolist()
-        self.embeddings += list(embeddings)
-
-    def add_failure(self, error: BaseException, candidates: int = 1) -> None:
-        self.failed_requests += 1
-        self.failures += [error] * candidates
-
-    def reached_threshold(self) -> bool:
-        threshold = self.model.threshold
-        if threshold is None or not self.rewards:
-            return False
-        return bool(self.model.reward_model.percentile(max(self.rewards)) >= threshold)
-
-    def result(self) -> ChatResult:
-        if not self.generations:
-            raise self.failures[0]  # every candidate failed: the caller gets the real error
-        unique = self._deduplicated()
-        rewards = np.array([self.rewards[i] for i in unique], dtype=np.float64)
-        embeddings = np.stack([self.embeddings[i] for i in unique])
-        model = self.model
-        chosen = unique[
-            choose(
-                rewards,
-                embeddings,
-                model.selection,
-                temperature=model.softmax_temperature,
-                proximity_weight=model.proximity_weight,
-                rng=model._rng,
-            )
-        ]
-        usage = self._usage()
-        metadata = self._metadata(chosen, len(self.generations) - len(unique))
-        winner = self.generations[chosen]
-        message = winner.message.model_copy(
-            update={
-                "response_metadata": {**winner.message.response_metadata, "best_of_n": metadata},
-                "usage_metadata": usage,
-            }
-        )
-        generation_info = {**(winner.generation_info or {}), "best_of_n": metadata}
-        generations = [ChatGeneration(message=message, generation_info=generation_info)]
-        if model.return_all:
-            generations += [g for i, g in enumerate(self.generations) if i != chosen]
-        return ChatResult(generations=generations, llm_output={"best_of_n": metadata})
-
-    def _deduplicated(self) -> list[int]:
-        first: dict[str, int] = {}
-        for index, text in enumerate(self.texts):
-            first.setdefault(text, index)
-        if len(first) < len(self.texts):
-            warnings.warn(
-                f"best-of-n: {len(self.texts) - len(first)} of {len(self.texts)} candidates were "
-                "identical (temperature 0?); they were scored once",
-                stacklevel=3,
-            )
-        return sorted(first.values())
-
-    def _metadata(self, chosen: int, duplicates: int) -> dict[str, Any]:
-        reward_model = self.model.reward_model
-        metadata: dict[str, Any] = {
-            "reward_model": reward_model.name,
-            "selection": self.model.selection,
-            "rewards": [round(r, 6) for r in self.rewards],
-            "chosen_index": chosen,
-            "chosen_reward": self.rewards[chosen],
-            "n_requested": self.model.n,
-            "n_attempted": self.attempted,
-            "n_succeeded": len(self.generations),
-            "n_duplicates": duplicates,
-            "requests": self.responses + self.failed_requests,
-            "failures": [f"{type(e).__name__}: {e}" for e in self.failures],
-            "usage_counted_by": self.usage_counter,
+def _chat_result(pool: CandidatePool) -> ChatResult:
+    choice = pool.select()
+    winner: ChatGeneration = pool.payloads[choice.index]
+    message = winner.message.model_copy(
+        update={
+            "response_metadata": {**winner.message.response_metadata, "best_of_n": choice.metadata},
+            "usage_metadata": choice.usage,
         }
-        if reward_model.card.calibration is not None:
-            metadata["chosen_percentile"] = reward_model.percentile(self.rewards[chosen])
-        if self.model.return_all:
-            metadata["candidates"] = list(self.texts)
-        return metadata
-
-    def _usage(self) -> UsageMetadata:
-        """What every successful request cost: reported usage, else counted locally."""
-        if len(self.usages) == self.responses:
-            usage = total_usage(self.usages)
-            if usage is not None:
-                return usage
-        usage, counter = estimated_usage(
-            self.prompt, self.texts, self.responses, self.model.reward_model.encoder.count_tokens
-        )
-        self.usage_counter = counter
-        return usage
+    )
+    generation_info = {**(winner.generation_info or {}), "best_of_n": choice.metadata}
+    generations = [ChatGeneration(message=message, generation_info=generation_info)]
+    if pool.policy.return_all:
+        generations += [g for i, g in enumerate(pool.payloads) if i != choice.index]
+    return ChatResult(generations=generations, llm_output={"best_of_n": choice.metadata})
 
 
 def _with_params(llm: BaseChatModel, params: dict[str, Any]) -> BaseChatModel:
