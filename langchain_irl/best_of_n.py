@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -61,7 +63,7 @@ class BestOfN(BaseChatModel):
     wave_size: int | None = Field(default=None, ge=1)
     """Candidates per wave when `threshold` is set (default: a quarter of n, at least 1)."""
     max_concurrency: int = Field(default=8, ge=1)
-    """Most inner calls in flight at once on the concurrent path."""
+    """Most inner calls of this instance in flight at once, across all its concurrent calls."""
     native_n: bool | None = None
     """Use the inner model's `n` (one request). Default: when the inner model has an `n` field."""
     return_all: bool = False
@@ -78,12 +80,17 @@ class BestOfN(BaseChatModel):
 
     _inner: BaseChatModel = PrivateAttr()
     _rng: np.random.Generator = PrivateAttr()
+    # `max_concurrency` bounds this instance's in-flight inner calls across all concurrent
+    # user calls: one semaphore for threads, one per event loop for async calls.
+    _thread_limit: threading.BoundedSemaphore = PrivateAttr()
+    _loop_limits: weakref.WeakKeyDictionary = PrivateAttr(default_factory=weakref.WeakKeyDictionary)
 
     @model_validator(mode="after")
     def _configure_inner(self) -> BestOfN:
         forwarded = {name: getattr(self, name) for name in FORWARDED}
         self._inner = _with_params(self.llm, {k: v for k, v in forwarded.items() if v is not None})
         self._rng = np.random.default_rng(self.seed)
+        self._thread_limit = threading.BoundedSemaphore(self.max_concurrency)
         return self
 
     @property
@@ -125,23 +132,20 @@ class BestOfN(BaseChatModel):
         pool = self._start(messages)
         scorer = self.reward_model.scorer(messages)
         call = {"stop": stop or self.stop, "callbacks": _child_callbacks(run_manager), **kwargs}
+
+        def one(model: BaseChatModel) -> LLMResult:
+            with self._thread_limit:
+                return model.generate([messages], **call)
+
+        native = self._uses_native_n()
         for size in pool.waves():
-            if self._uses_native_n():
-                try:
-                    result = self._inner_with_n(size).generate([messages], **call)
-                    _add_response(pool, result, scorer)
-                except Exception as error:
-                    pool.add_failure(error, size)
-                continue
-            with ThreadPoolExecutor(min(size, self.max_concurrency)) as executor:
-                futures = [
-                    executor.submit(self._inner.generate, [messages], **call) for _ in range(size)
-                ]
-                for future in as_completed(futures):
+            models = [self._inner_with_n(size)] if native else [self._inner] * size
+            with ThreadPoolExecutor(min(len(models), self.max_concurrency)) as executor:
+                for future in as_completed([executor.submit(one, m) for m in models]):
                     try:
                         _add_response(pool, future.result(), scorer)
                     except Exception as error:
-                        pool.add_failure(error)
+                        pool.add_failure(error, size if native else 1)
             if pool.reached_threshold():
                 break
         return _chat_result(pool)
@@ -157,10 +161,10 @@ class BestOfN(BaseChatModel):
         # The prompt is encoded while the first candidates are being written.
         scorer_task = asyncio.create_task(asyncio.to_thread(self.reward_model.scorer, messages))
         call = {"stop": stop or self.stop, "callbacks": _child_callbacks(run_manager), **kwargs}
-        semaphore = asyncio.Semaphore(self.max_concurrency)
+        limit = self._async_limit()
 
         async def one(model: BaseChatModel) -> LLMResult:
-            async with semaphore:
+            async with limit:
                 return await model.agenerate([messages], **call)
 
         try:
@@ -210,6 +214,12 @@ class BestOfN(BaseChatModel):
         yield chunk
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _async_limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop not in self._loop_limits:
+            self._loop_limits[loop] = asyncio.Semaphore(self.max_concurrency)
+        return self._loop_limits[loop]
 
     def _uses_native_n(self) -> bool:
         if self.native_n is not None:
