@@ -6,6 +6,7 @@ Needs matplotlib (in the `[train]` extra); drawn off-screen.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +30,7 @@ def reward_histogram(
     bins = np.histogram_bin_edges(np.concatenate([demo_rewards, sample_rewards]), bins=40)
     axes.hist(sample_rewards, bins=bins, alpha=0.6, density=True, label="policy samples")
     axes.hist(demo_rewards, bins=bins, alpha=0.6, density=True, label="demonstrations")
-    axes.set_xlabel("learned reward")
-    axes.set_ylabel("density")
-    axes.set_title(title)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, path, title, "learned reward", "density")
 
 
 def best_of_n_plot(curve: dict[str, list[float]], path: Path, title: str, gold: str) -> Path:
@@ -50,11 +44,16 @@ def best_of_n_plot(curve: dict[str, list[float]], path: Path, title: str, gold: 
         axes.plot(curve["n"], curve[key], style, label=label)
     axes.set_xscale("log", base=2)
     axes.set_xticks(curve["n"], [str(int(n)) for n in curve["n"]])
-    axes.set_xlabel("n (candidates)")
-    axes.set_ylabel(f"mean {gold} of the pick")
+    return _save(figure, axes, path, title, "n (candidates)", f"mean {gold} of the pick")
+
+
+def _save(figure: Any, axes: Any, path: Path, title: str, x_label: str, y_label: str) -> Path:
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figure.clf()
+    _pyplot().close(figure)
     return path

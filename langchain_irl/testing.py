@@ -270,6 +270,7 @@ class OpenAICompatibleServer:
 
 class _QuietServer(ThreadingHTTPServer):
     request_queue_size = 1024  # load tests open hundreds of connections at once
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up early (timeouts, truncated streams under test) are expected.
         if not isinstance(sys.exc_info()[1], ConnectionError):

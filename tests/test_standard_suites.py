@@ -30,7 +30,9 @@ def _params() -> dict[str, Any]:
     return {"llm": llm, "reward_model": REWARD_MODEL, "n": 3}
 
 
-class TestBestOfNUnit(ChatModelUnitTests):
+class _BestOfNParams:
+    """What both suites need to know about BestOfN."""
+
     @property
     def chat_model_class(self) -> type[BestOfN]:
         return BestOfN
@@ -48,23 +50,11 @@ class TestBestOfNUnit(ChatModelUnitTests):
         return True
 
 
-class TestBestOfNIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[BestOfN]:
-        return BestOfN
+class TestBestOfNUnit(_BestOfNParams, ChatModelUnitTests):
+    pass
 
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return _params()
 
-    @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
+class TestBestOfNIntegration(_BestOfNParams, ChatModelIntegrationTests):
     @property
     def supports_json_mode(self) -> bool:
         return False
