@@ -21,7 +21,13 @@ def _edit_card(folder: Path, **changes: object) -> None:
 def test_bundled_model_loads_and_names_its_parts(model_copy: Path) -> None:
     card = read_card(model_copy)
     assert card.schema_version == SCHEMA_VERSION
-    assert set(card.files) == {"encoder.onnx", "head.onnx", "tokenizer.json"}
+    assert set(card.files) == {
+        "encoder.onnx",
+        "head.onnx",
+        "tokenizer.json",
+        "demonstrations.json",
+        "demonstrations.npy",
+    }
     assert card.encoder.name == "all-MiniLM-L6-v2"
     assert card.calibration is not None and card.metrics
 

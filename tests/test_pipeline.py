@@ -44,6 +44,8 @@ def test_trained_folder_loads_with_metrics_and_calibration(trained: Path) -> Non
     assert len(card.calibration.sample_scores) == 2 * 150
     assert sorted(p.name for p in trained.iterdir()) == [
         "card.json",
+        "demonstrations.json",
+        "demonstrations.npy",
         "encoder.onnx",
         "head.onnx",
         "tokenizer.json",

@@ -101,7 +101,7 @@ async def test_200_concurrent_calls_respect_the_bound(
             results = await asyncio.gather(*(best.ainvoke(PROMPT) for _ in range(200)))
         assert len(results) == 200 and all(r.text for r in results)
         assert len(server.requests) == 1600
-        assert server.max_in_flight == 16  # reached, never exceeded
+        assert 8 <= server.max_in_flight <= 16  # concurrent, and never above the bound
 
 
 def test_sync_calls_from_many_threads_respect_the_bound(
