@@ -54,7 +54,13 @@ def plain_loop(records, prompts, groups, is_demo, steps: int, batch: int) -> flo
             row_rewards = []
             for index in row:
                 candidate, count = embed(records[index])
-                phi = torch.cat([candidate, prompt * candidate, torch.tensor([np.log1p(count)])])
+                phi = torch.cat(
+                    [
+                        candidate,
+                        prompt * candidate,
+                        torch.tensor([np.log1p(count)], dtype=torch.float32),
+                    ]
+                )
                 row_rewards.append(head(phi[None])[0])
             rewards.append(torch.stack(row_rewards))
         loss = objective_loss("maxent", torch.stack(rewards))

@@ -38,7 +38,7 @@ async def main() -> None:
     contest = json.loads((ROOT / "data/caption_contest/dev.jsonl").open().readline())
     answers = [caption["text"] for caption in contest["captions"]]
     model = RewardModel.load(ROOT / "models/caption-humor")
-    with OpenAICompatibleServer(answers, failure_rate=0.1) as server:
+    with OpenAICompatibleServer(answers, failure_rate=0.1, keep_requests=False) as server:
         llm = ChatOpenAI(
             base_url=server.base_url, api_key="unused", model="loopback", max_retries=0
         )
@@ -56,7 +56,7 @@ async def main() -> None:
         end_rss = rss_mb()
     print(
         f"\nRSS {start_rss:.1f} MB after warm-up, {end_rss:.1f} MB after {args.calls} calls "
-        f"({end_rss - start_rss:+.1f} MB); {len(server.requests)} requests, "
+        f"({end_rss - start_rss:+.1f} MB); {server.request_count} requests, "
         f"{server.faults_injected} injected faults"
     )
 

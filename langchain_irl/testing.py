@@ -38,6 +38,7 @@ class OpenAICompatibleServer:
         faults: Sequence[str] = ("500",),
         hang_seconds: float = 5.0,
         seed: int = 0,
+        keep_requests: bool = True,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -47,7 +48,9 @@ class OpenAICompatibleServer:
         self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self.keep_requests = keep_requests  # off for soak runs: the history itself grows
         self.requests: list[dict[str, Any]] = []
+        self.request_count = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.faults_injected = 0
@@ -71,6 +74,7 @@ class OpenAICompatibleServer:
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.request_count = 0
             self.max_in_flight = self.in_flight
             self.faults_injected = 0
 
@@ -105,7 +109,7 @@ class OpenAICompatibleServer:
                 arguments = json.dumps(example, ensure_ascii=False)
                 message["tool_calls"] = [
                     {
-                        "id": f"call_{index}_{len(self.requests)}",
+                        "id": f"call_{index}_{self.request_count}",
                         "type": "function",
                         "function": {"name": tool["name"], "arguments": arguments},
                     }
@@ -143,7 +147,9 @@ class OpenAICompatibleServer:
                     self._json(400, {"error": {"message": "request body is not JSON"}})
                     return
                 with server._lock:
-                    server.requests.append(request)
+                    server.request_count += 1
+                    if server.keep_requests:
+                        server.requests.append(request)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
@@ -181,7 +187,7 @@ class OpenAICompatibleServer:
                     self._stream(request, choices, usage, model, truncated=fault == "truncated")
                     return
                 response = {
-                    "id": f"chatcmpl-{len(server.requests)}",
+                    "id": f"chatcmpl-{server.request_count}",
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": model,
