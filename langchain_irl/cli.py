@@ -16,8 +16,11 @@ from langchain_irl.data import DataFileError
 EPILOG = """\
 examples:
   langchain-irl data caption-contest data/caption_contest/dev.jsonl --out-dir build/captions
+  langchain-irl collect --demos demos.jsonl --out samples.jsonl --k 8 --openai-model gpt-4o-mini
   langchain-irl train --demos build/captions/demos.jsonl --samples build/captions/samples.jsonl \\
-      --out models/my-model
+      --out models/my-model [--fine-tune-steps 600]
+  langchain-irl eval models/my-model --demos build/captions/demos.jsonl \\
+      --samples build/captions/samples.jsonl
   langchain-irl score models/caption-humor --prompt "A cat chairs a board meeting." \\
       "Any other business?" "Meow."
   langchain-irl demo
