@@ -9,7 +9,6 @@ humans thought of every pick.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,11 @@ class Contest:
         return float(self.ratings[self.captions.index(caption)])
 
 
-def load_contests(path: str | Path, numbers: Sequence[int] | None = None) -> list[Contest]:
+def load_contests(path: str | Path) -> list[Contest]:
     with Path(path).open(encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines]
     contests = []
     for record in records:
-        if numbers is not None and record["contest"] not in numbers:
-            continue
         captions = record["captions"]
         contests.append(
             Contest(

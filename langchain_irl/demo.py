@@ -63,7 +63,8 @@ def run_demo(
     started = time.perf_counter()
     reward_model = RewardModel.load(model_dir or bundled_path(BUNDLED_MODEL))
     data = data_file or bundled_path(BUNDLED_CAPTIONS)
-    held_out = load_contests(data, DEMO_CONTESTS)
+    contests = load_contests(data)
+    held_out = [contest for contest in contests if contest.number in DEMO_CONTESTS]
     llm = _base_model(llm_name, held_out, seed)
     best_of_n = BestOfN(llm=llm, reward_model=reward_model, n=n, return_all=True, seed=seed)
     chain = PROMPT | best_of_n | StrOutputParser()
@@ -105,7 +106,7 @@ def run_demo(
             f"over {len(held_out)} unseen cartoons, best-of-{n} picks average "
             f"{summary['picked']:.3f} vs {summary['average']:.3f} for the average entry\n"
         )
-    _show_few_shot(reward_model, data, held_out[0])
+    _show_few_shot(reward_model, contests, held_out[0])
     if crowd:
         curve = best_of_n_curve(
             [reward_model.score(c.description, c.captions) for c in held_out],
@@ -131,16 +132,18 @@ def _base_model(name: str | None, contests: list[Contest], seed: int) -> BaseCha
     return ChatOpenAI(model=name or "gpt-4o-mini", temperature=1.0)
 
 
-def _show_few_shot(reward_model: RewardModel, data: Path, contest: Contest) -> None:
+def _show_few_shot(reward_model: RewardModel, contests: list[Contest], contest: Contest) -> None:
     """Which demonstrations of *other* contests the selector would show for this cartoon."""
-    others = load_contests(data)
-    examples = [
-        {"input": other.description, "output": caption}
-        for other in others
-        if other.number not in DEMO_CONTESTS
-        for caption, rating in zip(other.captions, other.ratings, strict=True)
-        if rating >= np.sort(other.ratings)[-30]  # each contest's 30 top-rated captions
-    ]
+    examples = []
+    for other in contests:
+        if other.number in DEMO_CONTESTS:
+            continue
+        cutoff = np.sort(other.ratings)[-30]  # each contest's 30 top-rated captions
+        examples += [
+            {"input": other.description, "output": caption}
+            for caption, rating in zip(other.captions, other.ratings, strict=True)
+            if rating >= cutoff
+        ]
     selector = RewardExampleSelector(
         examples=examples, reward_model=reward_model, k=3, diversity=0.5
     )

@@ -37,6 +37,23 @@ class EvalReport:
     plots: list[Path] = field(default_factory=list)
 
 
+def score_by_input(
+    model: RewardModel,
+    prompts: Sequence[str],
+    groups: np.ndarray,
+    texts: Sequence[str],
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """Score every text against its input (`prompts[groups[i]]`), one `score` call per input, as
+    users call it."""
+    rewards = np.empty(len(texts), dtype=np.float32)
+    for group in tqdm(np.unique(groups), desc="scoring", unit="input", disable=not progress):
+        (members,) = np.nonzero(groups == group)
+        rewards[members] = model.score(prompts[int(group)], [texts[i] for i in members.tolist()])
+    return rewards
+
+
 def evaluate(
     model: RewardModel,
     demos: Sequence[Example],
@@ -52,10 +69,9 @@ def evaluate(
     groups = np.array([index[p] for p in prompts])
     is_demo = np.arange(len(records)) < len(demos)
     gold = np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64)
-    rewards = np.empty(len(records), dtype=np.float32)
-    for group in tqdm(range(len(unique_prompts)), desc="scoring", unit="input"):
-        (members,) = np.nonzero(groups == group)
-        rewards[members] = model.score(unique_prompts[group], [records[i].output for i in members])
+    rewards = score_by_input(
+        model, unique_prompts, groups, [record.output for record in records], progress=True
+    )
 
     has_gold = bool(np.isfinite(gold).any())
     metrics = reward_metrics(rewards, groups, is_demo, gold if has_gold else None)

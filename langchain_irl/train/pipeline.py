@@ -30,6 +30,7 @@ from langchain_irl.card import (
 )
 from langchain_irl.data import Example
 from langchain_irl.encoding import OnnxEncoder
+from langchain_irl.evaluate import score_by_input
 from langchain_irl.evaluation import reward_metrics, spearman
 from langchain_irl.rendering import PromptFormat
 from langchain_irl.reward_model import RewardModel, candidate_features
@@ -310,12 +311,8 @@ def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
 
 
 def runtime_rewards(model: RewardModel, records: EncodedSet) -> np.ndarray:
-    """Score every record with the runtime, one `score` call per input, as users call it."""
-    rewards = np.empty(len(records.texts), dtype=np.float32)
-    for group in np.unique(records.groups):
-        (members,) = np.nonzero(records.groups == group)
-        rewards[members] = model.score(records.prompts[group], [records.texts[i] for i in members])
-    return rewards
+    """Score every record with the exported runtime, as users call it."""
+    return score_by_input(model, records.prompts, records.groups, records.texts)
 
 
 def _data_summary(
