@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from langchain_irl.converters import caption_contest
+from langchain_irl.data.converters import caption_contest
 from langchain_irl.train.encoder import load_encoder
 from langchain_irl.train.finetune import FineTuneConfig, fine_tune
 from langchain_irl.train.head_training import RewardHead

@@ -28,10 +28,10 @@ import torch
 from onnx import numpy_helper
 
 from langchain_irl import RewardModel
-from langchain_irl.card import HEAD_FILE, TOKENIZER_FILE
-from langchain_irl.encoding import OnnxEncoder
-from langchain_irl.evaluation import spearman
-from langchain_irl.reward_model import candidate_features
+from langchain_irl.evaluation.metrics import spearman
+from langchain_irl.reward_model.card import HEAD_FILE, TOKENIZER_FILE
+from langchain_irl.reward_model.encoder import OnnxEncoder
+from langchain_irl.reward_model.model import candidate_features
 from langchain_irl.train.encoder import export_encoder, load_encoder
 from langchain_irl.train.head import head_features, head_forward
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import BestOfN, RewardModel
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

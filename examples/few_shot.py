@@ -25,7 +25,7 @@ selector = RewardExampleSelector(
     examples=examples,
     reward_model=RewardModel.load("models/caption-humor"),
     k=args.k,
-    diversity=0.5,
+    lambda_mult=0.5,
 )
 prompt = ChatPromptTemplate.from_messages(
     [

@@ -15,9 +15,9 @@ from pathlib import Path
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from langchain_irl import BestOfN, Example, RewardModel
-from langchain_irl.converters import hh_rlhf
-from langchain_irl.train.finetune import FineTuneConfig
-from langchain_irl.train.pipeline import TrainConfig, train
+from langchain_irl.data.converters import hh_rlhf
+from langchain_irl.train.config import FineTuneConfig, TrainConfig
+from langchain_irl.train.pipeline import train
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", type=Path, default=Path("out/hh-harmless"))

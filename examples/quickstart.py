@@ -10,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_irl import BestOfN, RewardModel
-from langchain_irl.crowd import CrowdChatModel, load_contests
+from langchain_irl.cli.crowd import CrowdChatModel, load_contests
 
 reward_model = RewardModel.load("models/caption-humor")
 llm = CrowdChatModel(contests=load_contests("data/caption_contest/dev.jsonl"), seed=0)

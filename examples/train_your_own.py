@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 from langchain_irl import RewardModel, read_examples
-from langchain_irl.converters import caption_contest
-from langchain_irl.data import write_jsonl
-from langchain_irl.train.finetune import FineTuneConfig
-from langchain_irl.train.pipeline import TrainConfig, train
+from langchain_irl.data.converters import caption_contest
+from langchain_irl.data.formats import write_jsonl
+from langchain_irl.train.config import FineTuneConfig, TrainConfig
+from langchain_irl.train.pipeline import train
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", type=Path, default=Path("out/my-model"))

@@ -6,25 +6,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langchain_irl.best_of_n import BestOfN
-    from langchain_irl.card import ModelCard, ModelFolderError
-    from langchain_irl.data import DataFileError, Example, Pair, read_examples, read_pairs
-    from langchain_irl.few_shot import RewardExampleSelector, RewardRetriever
-    from langchain_irl.reward_model import RewardModel
+    from langchain_irl.chat_models.best_of_n import BestOfN
+    from langchain_irl.data.formats import DataFileError, Example, Pair, read_examples, read_pairs
+    from langchain_irl.example_selectors.reward import RewardExampleSelector
+    from langchain_irl.retrievers.reward import RewardRetriever
+    from langchain_irl.reward_model.card import ModelCard, ModelFolderError
+    from langchain_irl.reward_model.model import RewardModel
 
 # Imported on first use: a process that only scores does not pay for the chat-model machinery.
 _EXPORTS = {
-    "BestOfN": "langchain_irl.best_of_n",
-    "DataFileError": "langchain_irl.data",
-    "Example": "langchain_irl.data",
-    "ModelCard": "langchain_irl.card",
-    "ModelFolderError": "langchain_irl.card",
-    "Pair": "langchain_irl.data",
-    "RewardExampleSelector": "langchain_irl.few_shot",
-    "RewardModel": "langchain_irl.reward_model",
-    "RewardRetriever": "langchain_irl.few_shot",
-    "read_examples": "langchain_irl.data",
-    "read_pairs": "langchain_irl.data",
+    "BestOfN": "langchain_irl.chat_models.best_of_n",
+    "DataFileError": "langchain_irl.data.formats",
+    "Example": "langchain_irl.data.formats",
+    "ModelCard": "langchain_irl.reward_model.card",
+    "ModelFolderError": "langchain_irl.reward_model.card",
+    "Pair": "langchain_irl.data.formats",
+    "RewardExampleSelector": "langchain_irl.example_selectors.reward",
+    "RewardModel": "langchain_irl.reward_model.model",
+    "RewardRetriever": "langchain_irl.retrievers.reward",
+    "read_examples": "langchain_irl.data.formats",
+    "read_pairs": "langchain_irl.data.formats",
 }
 __all__ = [
     "BestOfN",

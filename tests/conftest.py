@@ -51,8 +51,9 @@ def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
     """A small fp32 reward model trained here on six contests: its scores do not depend on which
     other texts share a batch (int8 dynamic quantisation's do, slightly), so tests can compare
     rewards exactly."""
-    from langchain_irl.converters import caption_contest
-    from langchain_irl.train.pipeline import TrainConfig, train
+    from langchain_irl.data.converters import caption_contest
+    from langchain_irl.train.config import TrainConfig
+    from langchain_irl.train.pipeline import train
 
     demos, samples = caption_contest(
         CAPTIONS, top=10, sample_chunks=["middle"], contests={510, 514, 516, 519, 521, 523}

@@ -18,8 +18,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from langchain_irl import BestOfN, RewardModel
-from langchain_irl.rendering import render_output
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.reward_model.rendering import render_output
+from langchain_irl.testing.server import OpenAICompatibleServer
 
 CARTOON = "People stepping over man lying on the sidewalk."
 PROMPT = [SystemMessage("Write a funny caption for the cartoon."), HumanMessage(CARTOON)]
@@ -124,7 +124,10 @@ def test_some_failures_are_recorded_not_fatal(
         message = model_.invoke(PROMPT)
         meta = message.response_metadata["best_of_n"]
         assert server.faults_injected == len(meta["failures"]) > 0
-        assert meta["n_succeeded"] == 8 - len(meta["failures"])
+        # failed candidates are asked for again, in retry waves, within the budget
+        assert meta["retry_waves"] >= 1
+        assert meta["n_attempted"] == meta["n_succeeded"] + len(meta["failures"])
+        assert meta["n_succeeded"] == 8 or meta["retry_waves"] == model_.candidate_retries
         assert all("Error code: 500" in failure for failure in meta["failures"])
 
 
@@ -293,5 +296,6 @@ def test_model_without_native_n_runs_concurrently(model: RewardModel) -> None:
     fake = FakeListChatModel(responses=["Meow.", "I object!", "Purr-haps later."])
     message = BestOfN(llm=fake, reward_model=model, n=3).invoke(CARTOON)
     meta = message.response_metadata["best_of_n"]
-    assert meta["requests"] == 3 and meta["usage_counted_by"] != "inner model"
-    assert message.usage_metadata["output_tokens"] > 0
+    assert meta["requests"] == 3
+    # it reports no usage and has no tokenizer of its own: unknown, not another model's count
+    assert meta["usage_counted_by"] is None and message.usage_metadata is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from langchain_irl import ModelFolderError, RewardModel
-from langchain_irl.card import SCHEMA_VERSION, read_card
+from langchain_irl.reward_model.card import SCHEMA_VERSION, read_card
 
 
 def _edit_card(folder: Path, **changes: object) -> None:
@@ -119,7 +119,7 @@ def test_symlink_out_of_folder(model_copy: Path, tmp_path: Path) -> None:
 
 def test_valid_hash_but_not_a_graph(model_copy: Path) -> None:
     """A file that is listed with its true hash but is no ONNX graph is refused, not crashed on."""
-    from langchain_irl.card import sha256_file
+    from langchain_irl.reward_model.card import sha256_file
 
     (model_copy / "head.onnx").write_bytes(b"not a graph")
     _edit_card(

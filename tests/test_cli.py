@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from langchain_irl.cli import main
+from langchain_irl.cli.main import main
 from tests.conftest import BUNDLED_MODEL, CAPTIONS, HH_PAIRS, ROOT
 
 

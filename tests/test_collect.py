@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from langchain_openai import ChatOpenAI
 
-from langchain_irl.collect import chat_model_sampler, collect, openai_sampler
-from langchain_irl.data import read_examples, write_jsonl
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.data.collect import chat_model_sampler, collect, openai_sampler
+from langchain_irl.data.formats import read_examples, write_jsonl
+from langchain_irl.testing.server import OpenAICompatibleServer
 from tests.conftest import ROOT
 
 INPUTS = [f"Cartoon number {i}: a cat at a desk." for i in range(12)]
@@ -55,18 +55,75 @@ async def test_chat_model_sampler_and_chat_inputs(tmp_path: Path) -> None:
     )
 
 
-async def test_failures_are_retried_and_recorded_once(
+async def test_failures_are_retried_and_resumed_and_recorded_once(
     tmp_path: Path, caption_answers: list[str]
 ) -> None:
     cache = tmp_path / "samples.jsonl"
     with OpenAICompatibleServer(
         answers=caption_answers, failure_rate=0.3, faults=["500", "429", "malformed"], seed=2
     ) as server:
-        sampler = openai_sampler("loopback", base_url=server.base_url, api_key="unused")
-        report = await collect(INPUTS, 5, cache, sampler, retries=8, backoff=0.01)
-        assert server.faults_injected > 0
-    assert not report.failed_inputs
+        sampler = openai_sampler("loopback", base_url=server.base_url, api_key="unused", retries=2)
+        first = await collect(INPUTS, 5, cache, sampler)
+        # the client retried 500 and 429 (Retry-After: 0); a malformed body is not retried
+        # by the client: that input is reported, and a second run asks only for it
+        assert server.faults_injected > 0 and first.failed_inputs
+        second = await collect(INPUTS, 5, cache, sampler)
+        assert second.already_cached == first.collected == 5 * (12 - len(first.failed_inputs))
+        for _ in range(5):  # each run fails an input with probability ~0.3 (malformed)
+            if not (await collect(INPUTS, 5, cache, sampler)).failed_inputs:
+                break
     assert set(_counts(cache).values()) == {5}  # every sample exactly once
+
+
+async def test_client_errors_are_not_retried(tmp_path: Path) -> None:
+    with OpenAICompatibleServer() as server:
+        sampler = openai_sampler("", base_url=server.base_url, api_key="x")  # no model: a 400
+        report = await collect(INPUTS[:2], 2, tmp_path / "s.jsonl", sampler)
+        assert len(report.failed_inputs) == 2
+        assert server.request_count == 2  # each asked once: a 400 is not worth retrying
+
+
+def test_bad_arguments_fail_before_any_request(tmp_path: Path) -> None:
+    import asyncio
+
+    async def never(value: object, k: int) -> list[str]:
+        raise AssertionError("must not sample")
+
+    for k, inputs, message in (
+        (0, INPUTS, "at least 1"),
+        (-2, INPUTS, "at least 1"),
+        (1, [], "no inputs"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            asyncio.run(collect(inputs, k, tmp_path / "s.jsonl", never))
+
+
+def test_the_lock_keeps_a_second_process_out(tmp_path: Path) -> None:
+    cache = tmp_path / "samples.jsonl"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from filelock import FileLock; "
+            f"lock = FileLock({str(cache) + '.lock'!r}); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        import asyncio
+
+        async def never(value: object, k: int) -> list[str]:
+            raise AssertionError("must not sample")
+
+        with pytest.raises(RuntimeError, match="another collect run is writing to it"):
+            asyncio.run(collect(["a"], 1, cache, never))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not cache.exists() or cache.read_text() == ""
 
 
 async def test_torn_last_line_is_dropped_and_refilled(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from langchain_irl.converters import caption_contest, hh_rlhf
-from langchain_irl.data import (
+from langchain_irl.data.converters import caption_contest, hh_rlhf
+from langchain_irl.data.formats import (
     DataFileError,
     Example,
     Pair,

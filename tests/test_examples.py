@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.testing.server import OpenAICompatibleServer
 from tests.conftest import ROOT
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from langchain_irl.encoding import OnnxEncoder
-from langchain_irl.evaluation import spearman
-from langchain_irl.reward_model import RewardModel
+from langchain_irl.evaluation.metrics import spearman
+from langchain_irl.reward_model.encoder import OnnxEncoder
+from langchain_irl.reward_model.model import RewardModel
 from langchain_irl.train.encoder import (
     default_encoder_dir,
     export_encoder,

@@ -15,7 +15,7 @@ from langchain_openai import ChatOpenAI
 
 from langchain_irl import RewardExampleSelector, RewardModel
 from langchain_irl.middleware import BestOfNMiddleware, FewShotMiddleware
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.testing.server import OpenAICompatibleServer
 
 QUESTION = "A well-dressed man complaining about his fuming soup to a server"
 

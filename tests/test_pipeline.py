@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from langchain_irl import RewardModel
-from langchain_irl.converters import caption_contest
+from langchain_irl.data.converters import caption_contest
+from langchain_irl.train.config import TrainConfig
 from langchain_irl.train.objectives import OBJECTIVES
-from langchain_irl.train.pipeline import TrainConfig, train, validation_mask
+from langchain_irl.train.pipeline import train, validation_mask
 from tests.conftest import CAPTIONS
 
 SMALL = {510, 514, 516, 519, 521, 523}

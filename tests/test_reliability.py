@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import BestOfN, RewardExampleSelector, RewardModel
-from langchain_irl.card import CARD_FILE
-from langchain_irl.data import parse_pair
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.data.formats import parse_pair
+from langchain_irl.reward_model.card import CARD_FILE
+from langchain_irl.testing.server import OpenAICompatibleServer
 from langchain_irl.train import artifact
 from tests.conftest import BUNDLED_MODEL, ROOT
 

@@ -10,7 +10,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_irl import BestOfN, RewardModel
-from langchain_irl.testing import OpenAICompatibleServer
+from langchain_irl.testing.server import OpenAICompatibleServer
 from tests.conftest import BUNDLED_MODEL
 
 ANSWERS = [

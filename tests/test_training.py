@@ -10,15 +10,16 @@ import pytest
 import torch
 
 from langchain_irl import RewardModel
-from langchain_irl.cli import main
-from langchain_irl.converters import caption_contest, hh_rlhf
-from langchain_irl.data import Example, write_jsonl
-from langchain_irl.evaluate import evaluate
+from langchain_irl.cli.main import main
+from langchain_irl.data.converters import caption_contest, hh_rlhf
+from langchain_irl.data.formats import Example, write_jsonl
+from langchain_irl.evaluation.report import evaluate
+from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.encoder import load_encoder
-from langchain_irl.train.finetune import FineTuneConfig, fine_tune
+from langchain_irl.train.finetune import fine_tune
 from langchain_irl.train.head_training import train_head
 from langchain_irl.train.losses import TORCH_OBJECTIVES, CandidateSets, objective_loss
-from langchain_irl.train.pipeline import TrainConfig, train
+from langchain_irl.train.pipeline import train
 from tests.conftest import CAPTIONS, HH_PAIRS
 
 CONTESTS = {526, 528, 530, 531}

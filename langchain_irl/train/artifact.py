@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from langchain_irl.card import CARD_FILE, ModelCard, sha256_file
+from langchain_irl.reward_model.card import CARD_FILE, ModelCard, sha256_file
 
 
 def write_model_folder(out_dir: str | Path, card: ModelCard, files: Mapping[str, Path]) -> Path:

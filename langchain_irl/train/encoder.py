@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-from langchain_irl.card import EncoderInfo
+from langchain_irl.reward_model.card import EncoderInfo
 
 Pooling = Literal["mean", "cls"]
 

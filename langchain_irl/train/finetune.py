@@ -23,24 +23,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from langchain_irl.train.config import FineTuneConfig
 from langchain_irl.train.encoder import SentenceEncoder
 from langchain_irl.train.head import Layer
 from langchain_irl.train.head_training import RewardHead
 from langchain_irl.train.losses import CandidateSets, objective_loss
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    steps: int = 600
-    batch: int = 16
-    samples_per_demo: int = 1
-    layers: int | None = None
-    encoder_learning_rate: float = 2e-5
-    head_learning_rate: float = 1e-3
-    checkpoint_every: int = 50
-    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)

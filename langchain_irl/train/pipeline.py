@@ -18,7 +18,10 @@ import numpy as np
 import onnx
 from tqdm.auto import tqdm
 
-from langchain_irl.card import (
+from langchain_irl.data.formats import Example
+from langchain_irl.evaluation.metrics import reward_metrics, spearman
+from langchain_irl.evaluation.report import score_by_input
+from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
     DEMOS_FILE,
     ENCODER_FILE,
@@ -28,56 +31,26 @@ from langchain_irl.card import (
     HeadInfo,
     ModelCard,
 )
-from langchain_irl.data import Example
-from langchain_irl.encoding import OnnxEncoder
-from langchain_irl.evaluate import score_by_input
-from langchain_irl.evaluation import reward_metrics, spearman
-from langchain_irl.rendering import PromptFormat
-from langchain_irl.reward_model import RewardModel, candidate_features
+from langchain_irl.reward_model.encoder import OnnxEncoder
+from langchain_irl.reward_model.model import RewardModel, candidate_features
+from langchain_irl.reward_model.rendering import PromptFormat
 from langchain_irl.train.artifact import write_model_folder
+from langchain_irl.train.config import TrainConfig
 from langchain_irl.train.encoder import (
     SentenceEncoder,
     export_encoder,
     load_encoder,
     tokenizer_json,
 )
-from langchain_irl.train.finetune import FineTuneConfig, fine_tune
+from langchain_irl.train.finetune import fine_tune
 from langchain_irl.train.head import Layer, build_head, head_features, head_forward
 from langchain_irl.train.head_training import RewardHead, standardised_layers, train_head
-from langchain_irl.train.losses import TORCH_OBJECTIVES
 from langchain_irl.train.objectives import OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
 # int8 is shipped only if it keeps the reward ranking of the fp32 encoder (Spearman on validation).
 QUANTIZATION_MIN_SPEARMAN = 0.99
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    objective: str = "maxent"
-    """maxent, bt, logistic (torch) or feature-matching(-whitened) (closed form)."""
-    encoder_dir: Path | None = None
-    max_tokens: int = 128
-    prompt_format: PromptFormat = "last_user"
-    hidden: tuple[int, ...] = ()
-    """Hidden layer sizes of the head (empty: linear)."""
-    fine_tune: FineTuneConfig | None = None
-    """Fine-tune the encoder with the head (None: frozen encoder, head only)."""
-    quantize: bool = True
-    validation_share: float = 0.15
-    seed: int = 0
-    name: str | None = None  # default: the output folder's name
-    description: str = ""
-
-    def check(self) -> None:
-        known = (*OBJECTIVES, *TORCH_OBJECTIVES)
-        if self.objective not in known:
-            raise ValueError(f"unknown objective {self.objective!r}; known: {sorted(known)}")
-        if self.objective in OBJECTIVES and (self.hidden or self.fine_tune):
-            raise ValueError(
-                f"{self.objective} is a closed-form linear reward: no hidden layers, no fine-tuning"
-            )
 
 
 @dataclass
@@ -157,7 +130,6 @@ def train(
     """Train, export, re-score with the runtime, write the folder atomically; return its card."""
     if not demos or not samples:
         raise ValueError("training needs at least one demonstration and one policy sample")
-    config.check()
     head_info = HeadInfo(hidden=config.hidden)
     summary = _data_summary(demos, samples, config)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from langchain_irl.card import (
+from langchain_irl.bundled import model_path
+from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
     DEMOS_FILE,
     ENCODER_FILE,
@@ -22,8 +24,8 @@ from langchain_irl.card import (
     ModelFolderError,
     read_card,
 )
-from langchain_irl.encoding import OnnxEncoder, make_session
-from langchain_irl.rendering import PromptInput, render_prompt
+from langchain_irl.reward_model.encoder import OnnxEncoder, make_session
+from langchain_irl.reward_model.rendering import PromptInput, render_prompt
 
 
 def candidate_features(token_counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -93,12 +95,15 @@ class RewardModel:
     ) -> RewardModel:
         """Verify the folder (schema version, completeness, SHA-256 of every file), then load it.
 
+        `path`: a reward-model folder, or the name of a bundled model (`langchain-irl models`
+        lists them), e.g. `RewardModel.load("caption-humor")`.
+
         `num_threads`: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
         `batch_size`, `batch_tokens`: the most texts and padded tokens per encoder run; a smaller
         token budget lowers peak memory.
         Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
         """
-        folder = Path(path)
+        folder = model_path(path)
         card = read_card(folder)
         try:
             encoder = OnnxEncoder.from_files(
@@ -122,6 +127,11 @@ class RewardModel:
     @property
     def name(self) -> str:
         return self.card.name
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies the model's exact contents (its card lists every file's SHA-256)."""
+        return f"{self.name}@{hashlib.sha256(self.card.to_json().encode()).hexdigest()[:16]}"
 
     def render(self, prompt: PromptInput) -> str:
         """The prompt text this model conditions on, by the card's `prompt_format` rule."""

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from langchain_irl.data import Example
-from langchain_irl.evaluation import best_of_n_curve, gap_closed, reward_metrics
-from langchain_irl.reward_model import RewardModel
+from langchain_irl.data.formats import Example
+from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed, reward_metrics
+from langchain_irl.reward_model.model import RewardModel
 
 BEST_OF = (1, 2, 4, 8, 16, 32)
 
@@ -100,7 +100,7 @@ def evaluate(
 
     report = EvalReport(metrics, curve, suspicious)
     if plots_dir is not None:
-        from langchain_irl.plots import best_of_n_plot, reward_histogram
+        from langchain_irl.evaluation.plots import best_of_n_plot, reward_histogram
 
         plots_dir.mkdir(parents=True, exist_ok=True)
         report.plots.append(

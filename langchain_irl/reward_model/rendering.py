@@ -30,16 +30,18 @@ def render_prompt(prompt: PromptInput, prompt_format: PromptFormat = "last_user"
         return prompt
     messages = convert_to_messages(list(prompt))
     if prompt_format == "last_user":
-        for message in reversed(messages):
-            if message.type == "human":
-                return str(message.text)
-        return ""
+        return last_user_text(messages)
     if prompt_format == "transcript":
         turns = [
             f"\n\n{_SPEAKER.get(m.type, m.type.title())}: {render_output(m)}" for m in messages
         ]
         return "".join(turns)
     raise ValueError(f"unknown prompt_format {prompt_format!r}; use 'last_user' or 'transcript'")
+
+
+def last_user_text(messages: Sequence[BaseMessage]) -> str:
+    """The text of the last human message ("" if there is none)."""
+    return next((str(m.text) for m in reversed(messages) if m.type == "human"), "")
 
 
 def render_output(message: BaseMessage | str) -> str:

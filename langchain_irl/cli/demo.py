@@ -19,27 +19,20 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import LLMResult
 from langchain_core.prompts import ChatPromptTemplate
 
-from langchain_irl.best_of_n import BestOfN
-from langchain_irl.crowd import Contest, CrowdChatModel, load_contests
-from langchain_irl.evaluation import best_of_n_curve, gap_closed
-from langchain_irl.few_shot import RewardExampleSelector
-from langchain_irl.reward_model import RewardModel
+from langchain_irl.bundled import data_file as data_file_of
+from langchain_irl.chat_models.best_of_n import BestOfN
+from langchain_irl.cli.crowd import CrowdChatModel
+from langchain_irl.data.converters import Contest, read_caption_contests
+from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed
+from langchain_irl.extras import require
+from langchain_irl.example_selectors.reward import RewardExampleSelector
+from langchain_irl.reward_model.model import RewardModel
 
 # Contests left out of the bundled model's training data (see models/README.md).
 DEMO_CONTESTS = (641, 645, 648, 650, 654)
-BUNDLED_MODEL = Path("models/caption-humor")
-BUNDLED_CAPTIONS = Path("data/caption_contest/dev.jsonl")
 PROMPT = ChatPromptTemplate.from_messages(
     [("system", "Write a funny caption for the cartoon described."), ("human", "{cartoon}")]
 )
-
-
-def bundled_path(relative: Path) -> Path:
-    """A bundled file: under the working directory (a clone), else beside the installed package."""
-    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (root / relative).exists():
-            return root / relative
-    raise FileNotFoundError(f"{relative} not found; run from the root of a langchain-irl clone")
 
 
 class _LastBestOfN(BaseCallbackHandler):
@@ -53,7 +46,7 @@ class _LastBestOfN(BaseCallbackHandler):
 
 
 def run_demo(
-    model_dir: Path | None = None,
+    model: str | Path = "caption-humor",
     data_file: Path | None = None,
     n: int = 16,
     seed: int = 0,
@@ -61,9 +54,9 @@ def run_demo(
     plot: Path = Path("out/best_of_n_demo.png"),
 ) -> dict[str, float]:
     started = time.perf_counter()
-    reward_model = RewardModel.load(model_dir or bundled_path(BUNDLED_MODEL))
-    data = data_file or bundled_path(BUNDLED_CAPTIONS)
-    contests = load_contests(data)
+    print("loading the reward model and the caption contests ...", flush=True)
+    reward_model = RewardModel.load(model)
+    contests = read_caption_contests(data_file or data_file_of("caption_contest/dev.jsonl"))
     held_out = [contest for contest in contests if contest.number in DEMO_CONTESTS]
     llm = _base_model(llm_name, held_out, seed)
     best_of_n = BestOfN(llm=llm, reward_model=reward_model, n=n, return_all=True, seed=seed)
@@ -80,7 +73,7 @@ def run_demo(
             "submitted caption,\n  drawn from the contest's top-, middle- and bottom-rated entries"
         )
     print(f"chain: ChatPromptTemplate | BestOfN(n={n}) | StrOutputParser\n")
-    picked, average = [], []
+    picked, average, best = [], [], []
     for contest in held_out:
         caption = chain.invoke({"cartoon": contest.description}, {"callbacks": [recorder]})
         meta = recorder.metadata or {}
@@ -94,27 +87,38 @@ def run_demo(
             ratings = [contest.rating(text) for text in meta["candidates"]]
             picked.append(contest.rating(caption))
             average.append(float(np.mean(ratings)))
+            best.append(float(np.max(ratings)))
             print(
-                f"  humans rated it {picked[-1]:.2f}; the {len(ratings)} candidates average "
-                f"{average[-1]:.2f} (1 = not funny, 3 = funny)"
+                f"  humans rated it {picked[-1]:.2f}; of the {len(ratings)} candidates a random "
+                f"pick averages {average[-1]:.2f}, the best is {best[-1]:.2f} "
+                "(1 = not funny, 3 = funny)"
             )
         print()
     summary: dict[str, float] = {}
     if crowd:
-        summary = {"picked": float(np.mean(picked)), "average": float(np.mean(average))}
+        summary = {
+            "picked": float(np.mean(picked)),
+            "average": float(np.mean(average)),
+            "best": float(np.mean(best)),
+        }
         print(
-            f"over {len(held_out)} unseen cartoons, best-of-{n} picks average "
-            f"{summary['picked']:.3f} vs {summary['average']:.3f} for the average entry\n"
+            f"over {len(held_out)} unseen cartoons, human ratings (1-3) of the pick:\n"
+            f"  random pick {summary['average']:.3f}   best-of-{n} by the reward "
+            f"{summary['picked']:.3f}   best of the {n} candidates {summary['best']:.3f}\n"
+            f"best-of-{n} picks average {summary['picked']:.3f} vs {summary['average']:.3f} "
+            "for the average entry\n"
         )
     _show_few_shot(reward_model, contests, held_out[0])
     if crowd:
+        print("scoring every entry of the unseen contests for the best-of-n curve ...", flush=True)
         curve = best_of_n_curve(
             [reward_model.score(c.description, c.captions) for c in held_out],
             [c.ratings for c in held_out],
             [1, 2, 4, 8, 16, 32],
             seed=seed,
         )
-        from langchain_irl.plots import best_of_n_plot
+        require("matplotlib", "the demo's plot", "cli")
+        from langchain_irl.evaluation.plots import best_of_n_plot
 
         plot.parent.mkdir(parents=True, exist_ok=True)
         best_of_n_plot(curve, plot, "best-of-n on unseen cartoons", "human rating")
@@ -127,7 +131,7 @@ def run_demo(
 def _base_model(name: str | None, contests: list[Contest], seed: int) -> BaseChatModel:
     if name is None and not os.environ.get("OPENAI_BASE_URL"):
         return CrowdChatModel(contests=contests, seed=seed)
-    from langchain_openai import ChatOpenAI
+    ChatOpenAI = require("langchain_openai", "--model", "cli").ChatOpenAI
 
     return ChatOpenAI(model=name or "gpt-4o-mini", temperature=1.0)
 
@@ -138,14 +142,10 @@ def _show_few_shot(reward_model: RewardModel, contests: list[Contest], contest: 
     for other in contests:
         if other.number in DEMO_CONTESTS:
             continue
-        cutoff = np.sort(other.ratings)[-30]  # each contest's 30 top-rated captions
-        examples += [
-            {"input": other.description, "output": caption}
-            for caption, rating in zip(other.captions, other.ratings, strict=True)
-            if rating >= cutoff
-        ]
+        examples += [{"input": other.description, "output": c} for c in other.top(30)]
+    print(f"embedding {len(examples)} demonstrations for few-shot selection ...", flush=True)
     selector = RewardExampleSelector(
-        examples=examples, reward_model=reward_model, k=3, diversity=0.5
+        examples=examples, reward_model=reward_model, k=3, lambda_mult=0.5
     )
     print(
         f"few-shot: the 3 demonstrations (of {len(examples)}) chosen for contest {contest.number}"

@@ -15,12 +15,12 @@ import gzip
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from langchain_irl.rendering import PromptFormat, render_prompt
+from langchain_irl.reward_model.rendering import PromptFormat, render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,31 @@ def read_pairs(path: str | Path, *, skip_invalid: bool = False) -> list[Pair]:
     return _read(Path(path), parse_pair, skip_invalid)
 
 
+def check_matched(
+    demos: Sequence[Example], samples: Sequence[Example], demo_file: Path, sample_file: Path
+) -> None:
+    """Refuse data that cannot train or evaluate anything (empty files, samples of inputs no
+    demonstration has); warn when only some samples match."""
+    for path, records in ((demo_file, demos), (sample_file, samples)):
+        if not records:
+            raise DataFileError(f"{path}: no records")
+    demo_inputs = {demo.input for demo in demos}
+    unmatched = sum(sample.input not in demo_inputs for sample in samples)
+    if unmatched == len(samples):
+        raise DataFileError(
+            f"{sample_file}: none of its {len(samples)} policy samples has the input of a "
+            f"demonstration in {demo_file}; samples must answer the demonstrations' inputs"
+        )
+    if unmatched:
+        logger.warning(
+            "%s: %d of %d policy samples answer inputs that no demonstration has; they are "
+            "ignored by pairwise metrics and training",
+            sample_file,
+            unmatched,
+            len(samples),
+        )
+
+
 def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
     """Write records atomically (a temporary file renamed into place); returns the count."""
     target = Path(path)
@@ -145,7 +170,7 @@ def _read(path: Path, parse: Callable[[Mapping[str, Any]], T], skip_invalid: boo
         raise DataFileError(f"{path}: no such file")
     items: list[T] = []
     errors: list[str] = []
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         if not line.strip():
             continue
         try:
@@ -169,7 +194,8 @@ def _read(path: Path, parse: Callable[[Mapping[str, Any]], T], skip_invalid: boo
     return items
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file, gzipped or not; unreadable files raise DataFileError."""
     try:
         with _open(path, "rt") as handle:
             yield from enumerate(handle, start=1)

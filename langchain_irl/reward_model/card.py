@@ -94,7 +94,13 @@ def read_card(folder: str | Path) -> ModelCard:
     """
     root = Path(folder)
     if not root.exists():
-        raise ModelFolderError(f"{root}: no such reward-model folder")
+        from langchain_irl.bundled import bundled_models
+
+        names = ", ".join(bundled_models()) or "none"
+        raise ModelFolderError(
+            f"{root}: no such reward-model folder, nor a bundled model of that name "
+            f"(bundled: {names})"
+        )
     if not root.is_dir():
         raise ModelFolderError(
             f"{root}: not a folder (a reward model is a folder with {CARD_FILE})"

@@ -1,11 +1,12 @@
 """A real HTTP server on loopback that speaks the OpenAI chat-completions API, for tests and demos.
 
-It is not a language model: each choice is drawn from a pool of answers (or built from the request's
-JSON schema for tool calls and structured output), but everything on the wire is what an
-OpenAI-compatible endpoint sends: `n` choices, SSE streaming with a usage chunk, tool calls,
-`response_format`, stop sequences, usage. It can add latency with jitter and inject faults (HTTP
-500, 429 with Retry-After, hangs past the timeout, malformed JSON, truncated streams) into a
-share of requests, and it counts requests and the most that were ever in flight at once.
+It is not a language model: each choice is drawn from a pool of answers (the pool of the request's
+last user message, if it has one), or built from the request's JSON schema for tool calls and
+structured output. But everything on the wire is what an OpenAI-compatible endpoint sends: `n`
+choices, SSE streaming with a usage chunk, tool calls, `response_format`, stop sequences, usage. It
+can add latency with jitter and inject faults (HTTP 500, 429 with Retry-After, hangs that end with
+no answer, malformed JSON, truncated streams) into a share of requests, and it counts requests and
+the most that were ever in flight at once.
 
     with OpenAICompatibleServer(answers=["Hi!", "Hello."]) as server:
         llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
@@ -18,7 +19,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,6 +33,7 @@ class OpenAICompatibleServer:
         self,
         answers: Sequence[str] = ("Hello! How can I help you today?",),
         *,
+        answers_by_prompt: Mapping[str, Sequence[str]] | None = None,
         latency: float = 0.0,
         jitter: float = 0.0,
         failure_rate: float = 0.0,
@@ -39,11 +41,14 @@ class OpenAICompatibleServer:
         hang_seconds: float = 5.0,
         seed: int = 0,
         keep_requests: bool = True,
+        port: int = 0,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
         self.answers = list(answers)
+        # A request whose last user message is a key is answered from that key's answers.
+        self.answers_by_prompt = {k: list(v) for k, v in (answers_by_prompt or {}).items()}
         self.latency, self.jitter = latency, jitter
         self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
         self._random = random.Random(seed)
@@ -54,7 +59,7 @@ class OpenAICompatibleServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.faults_injected = 0
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -89,10 +94,11 @@ class OpenAICompatibleServer:
             if self._random.random() < self.failure_rate:
                 fault = self._random.choice(self.faults)
                 self.faults_injected += 1
+            pool = self.answers_by_prompt.get(_last_user_text(request), self.answers)
             if request.get("temperature") == 0:
-                texts = [self.answers[0]] * n
+                texts = [pool[0]] * n
             else:
-                texts = [self._random.choice(self.answers) for _ in range(n)]
+                texts = [self._random.choice(pool) for _ in range(n)]
         return delay, fault, texts
 
     def _choices(self, request: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
@@ -150,6 +156,10 @@ class OpenAICompatibleServer:
                     server.request_count += 1
                     if server.keep_requests:
                         server.requests.append(request)
+                if not request.get("model"):
+                    self._json(400, {"error": {"message": "you must provide a model parameter"}})
+                    return
+                with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
@@ -170,7 +180,11 @@ class OpenAICompatibleServer:
                     )
                     return
                 if fault == "timeout":
+                    # Hang, then hang up without an answer: a client that waited longer than
+                    # its timeout (a busy machine) still sees a failure, never a late success.
                     time.sleep(server.hang_seconds)
+                    self.close_connection = True
+                    return
                 choices = server._choices(request, texts)
                 prompt_tokens = sum(_count(m.get("content")) for m in request.get("messages", []))
                 completion_tokens = sum(

@@ -3,7 +3,7 @@
 Samples are appended to a JSONL cache as each request returns (flushed and fsync'ed), so a run that
 is killed loses at most the requests in flight; run it again and it asks only for what is missing.
 A torn last line (a kill mid-write) is cut off on resume. One collector per cache file: the file is
-locked while a run writes to it.
+locked (a `.lock` file beside it) while a run writes to it.
 
 Samplers: any LangChain chat model (its own `n` when it has one, else concurrent calls), or any
 OpenAI-compatible endpoint through the `openai` client with `n`.
@@ -12,22 +12,28 @@ OpenAI-compatible endpoint through the `openai` client with `n`.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from filelock import FileLock, Timeout
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, convert_to_messages
 from tqdm.auto import tqdm
 
-from langchain_irl.data import InputValue, input_messages, parse_input
+from langchain_irl.chat_models.sampling import (
+    ChatModelSampler,
+    ChatRunnable,
+    chat_model_of,
+    has_native_n,
+    with_params,
+)
+from langchain_irl.data.formats import InputValue, input_messages, parse_input
+from langchain_irl.extras import MissingExtraError
 
 logger = logging.getLogger(__name__)
 
@@ -42,34 +48,55 @@ class CollectReport:
     failed_inputs: list[str]
 
 
-def chat_model_sampler(model: BaseChatModel) -> Sampler:
-    """k outputs of a LangChain chat model: one request with its `n` field if it has one."""
-    native = "n" in type(model).model_fields
+def chat_model_sampler(
+    model: ChatRunnable, *, system: str | None = None, retries: int | None = None
+) -> Sampler:
+    """k outputs of a LangChain chat model (one request with the provider's `n` where it has
+    one, else k concurrent calls), each input preceded by the `system` instruction if given.
+    `retries` sets the model's own `max_retries` (its SDK retries only what is worth retrying:
+    timeouts, 408, 409, 429 and 5xx, after the provider's Retry-After)."""
+    if retries is not None:
+        found = chat_model_of(model)
+        if found is not None and "max_retries" in type(found[0]).model_fields:
+            model = with_params(model, {"max_retries": retries})
+    native = has_native_n(model)
 
     async def sample(value: InputValue, k: int) -> list[str]:
-        messages = _as_messages(value)
+        sampler = ChatModelSampler(model, _as_messages(value, system), native_n=native)
         if native:
-            result = await model.model_copy(update={"n": k}).agenerate([messages])
-            return [generation.text for generation in result.generations[0]]
-        replies = await asyncio.gather(*(model.ainvoke(messages) for _ in range(k)))
-        return [reply.text for reply in replies]
+            generations, _ = await sampler.asample(k)
+        else:
+            singles = await asyncio.gather(*(sampler.asample(1) for _ in range(k)))
+            generations = [g for found, _ in singles for g in found]
+        return [generation.text for generation in generations]
 
     return sample
 
 
 def openai_sampler(
-    model: str, *, base_url: str | None = None, api_key: str | None = None, **params: Any
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    system: str | None = None,
+    retries: int = 4,
+    **params: Any,
 ) -> Sampler:
     """k outputs from an OpenAI-compatible endpoint with `n=k` (base URL and key default to the
-    OPENAI_BASE_URL and OPENAI_API_KEY environment variables)."""
-    import openai
+    OPENAI_BASE_URL and OPENAI_API_KEY environment variables). The client retries what is worth
+    retrying (timeouts, 408, 409, 429, 5xx), honouring Retry-After, up to `retries` times."""
+    try:
+        import openai
+    except ImportError as exc:
+        raise MissingExtraError("collecting from an OpenAI-compatible endpoint", "cli") from exc
 
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=retries)
 
     async def sample(value: InputValue, k: int) -> list[str]:
-        messages = input_messages(value)
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
+        messages = [
+            {"role": _OPENAI_ROLES.get(m.type, m.type), "content": m.text}
+            for m in _as_messages(value, system)
+        ]
         response = await client.chat.completions.create(
             model=model,
             messages=messages,  # type: ignore[arg-type]
@@ -88,17 +115,35 @@ async def collect(
     sampler: Sampler,
     *,
     concurrency: int = 8,
-    retries: int = 4,
-    backoff: float = 1.0,
 ) -> CollectReport:
-    """Make sure `cache` holds k samples for every input; request only what is missing."""
+    """Make sure `cache` holds k samples for every input; request only what is missing.
+
+    An input whose request fails (after the sampler's own retries) is reported in
+    `failed_inputs`; run again to ask for what is still missing.
+    """
+    if k < 1:
+        raise ValueError(f"k (samples per input) must be at least 1, got {k}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     unique = list(dict.fromkeys(inputs))
+    if not unique:
+        raise ValueError("no inputs to collect samples for")
     cache.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{cache}.lock", blocking=False)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise RuntimeError(f"{cache}: another collect run is writing to it") from exc
+    try:
+        return await _fill(unique, k, cache, sampler, concurrency)
+    finally:
+        lock.release()
+
+
+async def _fill(
+    unique: list[InputValue], k: int, cache: Path, sampler: Sampler, concurrency: int
+) -> CollectReport:
     with cache.open("a+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise RuntimeError(f"{cache}: another collect run is writing to it") from exc
         have = _read_counts(handle, cache)
         missing = {value: k - have[_key(value)] for value in unique if have[_key(value)] < k}
         already = sum(min(have[_key(value)], k) for value in unique)
@@ -108,18 +153,12 @@ async def collect(
 
         async def fill(value: InputValue, needed: int) -> int:
             async with semaphore:
-                for attempt in range(retries + 1):
-                    try:
-                        outputs = (await sampler(value, needed))[:needed]
-                        break
-                    except Exception as error:  # provider errors have no common base class
-                        if attempt == retries:
-                            logger.warning(
-                                "giving up on an input after %d tries: %s", attempt + 1, error
-                            )
-                            failed.append(_key(value))
-                            return 0
-                        await asyncio.sleep(backoff * 2**attempt * (0.5 + random.random()))
+                try:
+                    outputs = (await sampler(value, needed))[:needed]
+                except Exception as error:  # provider errors have no common base class
+                    logger.warning("an input failed (run again to resume): %s", error)
+                    failed.append(_key(value))
+                    return 0
             _append(handle, [{"input": input_messages(value), "output": text} for text in outputs])
             progress.update(len(outputs))
             return len(outputs)
@@ -161,8 +200,15 @@ def _key(value: InputValue) -> str:
     return json.dumps(input_messages(value), sort_keys=True, ensure_ascii=False)
 
 
-def _as_messages(value: InputValue) -> list[BaseMessage]:
+def _as_messages(value: InputValue, system: str | None = None) -> list[BaseMessage]:
+    """An input as chat messages, after the `system` instruction (unless it has its own)."""
     messages = input_messages(value)
-    if isinstance(messages, str):
-        return [HumanMessage(messages)]
-    return convert_to_messages(messages)
+    converted = (
+        [HumanMessage(messages)] if isinstance(messages, str) else convert_to_messages(messages)
+    )
+    if system and not any(m.type == "system" for m in converted):
+        converted.insert(0, SystemMessage(system))
+    return converted
+
+
+_OPENAI_ROLES = {"human": "user", "ai": "assistant"}

@@ -8,9 +8,6 @@ humans thought of every pick.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,33 +17,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-
-@dataclass(frozen=True)
-class Contest:
-    number: int
-    description: str
-    captions: list[str]
-    ratings: np.ndarray  # human mean rating, 1 (not funny) to 3 (funny)
-
-    def rating(self, caption: str) -> float:
-        return float(self.ratings[self.captions.index(caption)])
-
-
-def load_contests(path: str | Path) -> list[Contest]:
-    with Path(path).open(encoding="utf-8") as lines:
-        records = [json.loads(line) for line in lines]
-    contests = []
-    for record in records:
-        captions = record["captions"]
-        contests.append(
-            Contest(
-                number=record["contest"],
-                description=record["description"],
-                captions=[c["text"] for c in captions],
-                ratings=np.array([c["mean"] for c in captions]),
-            )
-        )
-    return contests
+from langchain_irl.data.converters import Contest
+from langchain_irl.reward_model.rendering import last_user_text
 
 
 class CrowdChatModel(BaseChatModel):
@@ -77,7 +49,7 @@ class CrowdChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        description = next((m.text for m in reversed(messages) if m.type == "human"), "").strip()
+        description = last_user_text(messages).strip()
         contest = self._by_description.get(description)
         if contest is None:
             raise ValueError(

@@ -1,0 +1,340 @@
+"""`BestOfN`: a chat model that samples n candidates from any chat model and returns the best.
+
+    llm = BestOfN(llm=ChatOpenAI(model="gpt-4o-mini"), reward_model=RewardModel.load(path), n=8)
+    chain = prompt | llm | StrOutputParser()     # a drop-in for the plain model
+
+A thin adapter over the engine (`langchain_irl.engine`): it turns a chat-model call into a sampler
+and the engine's choice into a `ChatResult`. Everything derived from the fields (the inner model
+with forwarded parameters, the concurrency limit) is derived when used, so `model_copy`,
+`configurable_fields` and `with_config` see the current values.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableParallel,
+    RunnableSequence,
+    RunnableWithFallbacks,
+)
+from langchain_core.tracers.base import BaseTracer
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_irl.chat_models.sampling import (
+    ChatModelSampler,
+    ChatRunnable,
+    chat_model_of,
+    has_native_n,
+    with_params,
+)
+from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
+
+# Constructor parameters of the wrapper that configure the inner model.
+FORWARDED = ("temperature", "max_tokens", "timeout", "max_retries")
+_LIMITS_LOCK = threading.Lock()
+# What changes the answer, besides the reward model and the inner model.
+_OPTION_FIELDS = (set(BestOfNOptions.model_fields) - {"reward_model"}) | {
+    "native_n",
+    "stop",
+    *FORWARDED,
+}
+
+
+class BestOfN(BestOfNOptions, BaseChatModel):
+    """Best-of-n sampling from any chat model, ranked by a learned reward model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    llm: ChatRunnable = Field(exclude=True)
+    """The chat model (or any chat-model Runnable: `.bind`, `.with_retry`, configurable) that
+    writes the candidates."""
+    native_n: bool | None = None
+    """Use the provider's `n` (one request). Default: when the inner chat model has an `n` field."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    stop: list[str] | None = None
+    max_retries: int | None = None
+    streaming: bool = False
+    """Accepted for compatibility; streaming yields the winner once it is chosen."""
+
+    # Keyed by the values they derive from; shared (not copied) by model_copy, so copies with
+    # the same max_concurrency share one limit: it bounds requests across all calls.
+    _limits: dict[int, ConcurrencyLimit] = PrivateAttr(default_factory=dict)
+    _inners: dict[tuple[Any, ...], tuple[ChatRunnable, ChatRunnable]] = PrivateAttr(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _check_inner(self) -> BestOfN:
+        with_params(self.llm, self._forwarded())  # they must fit the inner model: fail now
+        if self.native_n and not has_native_n(self.llm):
+            raise ValueError(
+                f"native_n=True needs a chat model with an `n` field; {type(self.llm).__name__} "
+                "has none (leave native_n unset to sample concurrently)"
+            )
+        return self
+
+    def _forwarded(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FORWARDED if getattr(self, name) is not None}
+
+    @property
+    def _inner(self) -> ChatRunnable:
+        """The inner model with the forwarded parameters, derived from the current fields."""
+        params = self._forwarded()
+        key = (id(self.llm), *sorted(params.items()))
+        with _LIMITS_LOCK:
+            cached = self._inners.get(key)
+            if cached is None or cached[0] is not self.llm:
+                if len(self._inners) > 16:  # configurations come and go (configurable fields)
+                    self._inners.clear()
+                cached = self._inners[key] = (self.llm, with_params(self.llm, params))
+            return cached[1]
+
+    @property
+    def _limit(self) -> ConcurrencyLimit:
+        with _LIMITS_LOCK:
+            return self._limits.setdefault(
+                self.max_concurrency, ConcurrencyLimit(self.max_concurrency)
+            )
+
+    @property
+    def _llm_type(self) -> str:
+        return "best-of-n"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """Every option that changes the answer: LLM caches key on these."""
+        inner = chat_model_of(self._inner)
+        return {
+            **self.model_dump(include=_OPTION_FIELDS),
+            "reward_model": self.reward_model.fingerprint,
+            "llm": inner[0]._identifying_params if inner else repr(self._inner),
+            "llm_bound": inner[1] if inner else None,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        # Traces carry the inner provider and model (what is billed), not the wrapper's name.
+        inner = chat_model_of(self._inner)
+        if inner is None:
+            return super()._get_ls_params(stop=stop, **kwargs)
+        return inner[0]._get_ls_params(stop=stop or self.stop, **kwargs)
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Tools are formatted by the inner model and forwarded to every candidate call; the
+        candidates' tool calls are scored as their JSON text."""
+        inner = self._chat_model("bind_tools")
+        bound = inner.bind_tools(tools, tool_choice=tool_choice, **kwargs)
+        if not isinstance(bound, RunnableBinding):
+            raise TypeError(f"{type(inner).__name__}.bind_tools did not return a binding")
+        return self.bind(**bound.kwargs)
+
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Structured output by the inner model's own method: tool calling (the default), or
+        `method="json_schema"`/`"json_mode"` where the inner model implements it. Every candidate
+        is asked the same way; candidates are scored as their text (the JSON)."""
+        method = kwargs.get("method", "function_calling")
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        inner = self._chat_model(f"with_structured_output(method={method!r})")
+        if type(inner).with_structured_output is BaseChatModel.with_structured_output:
+            raise NotImplementedError(
+                f"{type(inner).__name__} has no structured output method {method!r}; use "
+                "method='function_calling'"
+            )
+        structured = inner.with_structured_output(schema, include_raw=include_raw, **kwargs)
+        rerouted, found = _reroute(structured, inner, self)
+        if not found:
+            raise NotImplementedError(
+                f"{type(inner).__name__}.with_structured_output(method={method!r}) does not call "
+                "the model through a binding that best-of-n can take over"
+            )
+        return rerouted
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        sampler = self._sampler(messages, stop, run_manager, kwargs)
+        pool, choice = run(self, sampler, messages, self._limit)
+        return self._result(pool.payloads, choice)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        sampler = self._sampler(messages, stop, run_manager, kwargs)
+        pool, choice = await arun(self, sampler, messages, self._limit)
+        return self._result(pool.payloads, choice)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        result = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        chunk = as_chunk(result.generations[0])
+        if run_manager:
+            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        result = await self._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        chunk = as_chunk(result.generations[0])
+        if run_manager:
+            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _sampler(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> ChatModelSampler:
+        native = has_native_n(self._inner) if self.native_n is None else self.native_n
+        return ChatModelSampler(
+            self._inner,
+            messages,
+            native_n=native,
+            stop=stop or self.stop,
+            callbacks=_child_callbacks(run_manager),
+            kwargs=kwargs,
+        )
+
+    def _result(self, payloads: list[ChatGeneration], choice: Choice) -> ChatResult:
+        winner = payloads[choice.index]
+        assert isinstance(winner.message, AIMessage)
+        generation = ChatGeneration(
+            message=choice.annotate(winner.message),
+            generation_info={**(winner.generation_info or {}), "best_of_n": choice.metadata},
+        )
+        generations = [generation]
+        if self.return_all:
+            generations += [g for i, g in enumerate(payloads) if i != choice.index]
+        return ChatResult(generations=generations, llm_output={"best_of_n": choice.metadata})
+
+    def _chat_model(self, what: str) -> BaseChatModel:
+        found = chat_model_of(self._inner)
+        if found is None:
+            raise NotImplementedError(
+                f"{what} needs a chat model inside BestOfN; {type(self.llm).__name__} adds "
+                "behaviour around it: apply it to the chat model before wrapping"
+            )
+        return found[0]
+
+
+def _reroute(runnable: Any, inner: BaseChatModel, outer: BestOfN) -> tuple[Any, bool]:
+    """`runnable` with each binding of `inner` replaced by the same binding of `outer`."""
+    if isinstance(runnable, RunnableBinding) and runnable.bound is inner:
+        return outer.bind(**runnable.kwargs), True
+    if isinstance(runnable, RunnableSequence):
+        steps = [_reroute(step, inner, outer) for step in runnable.steps]
+        return RunnableSequence(*(s for s, _ in steps)), any(f for _, f in steps)
+    if isinstance(runnable, RunnableParallel):
+        branches = {k: _reroute(v, inner, outer) for k, v in runnable.steps__.items()}
+        return RunnableParallel({k: s for k, (s, _) in branches.items()}), any(
+            f for _, f in branches.values()
+        )
+    if isinstance(runnable, RunnableWithFallbacks):
+        primary, found = _reroute(runnable.runnable, inner, outer)
+        return runnable.model_copy(update={"runnable": primary}), found
+    return runnable, False
+
+
+def _child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> BaseCallbackManager | None:
+    """Tracers for the inner calls, so each candidate is traced as a child run of this one.
+
+    Only tracers: other handlers see one chat-model run per call, as LangChain's conventions
+    expect (e.g. token counters would otherwise count every candidate twice); they find every
+    candidate in the result's `best_of_n` metadata instead."""
+    if run_manager is None:
+        return None
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers([h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)])
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    manager.add_tags(["best-of-n-candidate"], inherit=False)
+    return manager
+
+
+def as_chunk(generation: ChatGeneration) -> ChatGenerationChunk:
+    """The winner as one final chunk that carries everything its message carries."""
+    message = generation.message
+    assert isinstance(message, AIMessage)
+    tool_call_chunks = [
+        tool_call_chunk(
+            name=call["name"],
+            args=json.dumps(call["args"], ensure_ascii=False),
+            id=call["id"],
+            index=index,
+        )
+        for index, call in enumerate(message.tool_calls)
+    ]
+    tool_call_chunks += [
+        tool_call_chunk(
+            name=call.get("name"),
+            args=call.get("args"),
+            id=call.get("id"),
+            index=len(tool_call_chunks) + index,
+        )
+        for index, call in enumerate(message.invalid_tool_calls)
+    ]
+    chunk = AIMessageChunk(
+        content=message.content,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        name=message.name,
+        id=message.id,
+        usage_metadata=message.usage_metadata,
+        tool_call_chunks=tool_call_chunks,
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)

@@ -1,0 +1,3 @@
+from langchain_irl.cli.main import main
+
+raise SystemExit(main())

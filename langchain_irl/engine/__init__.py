@@ -1,0 +1,18 @@
+"""The best-of-n engine: options, the candidate pool, selection rules, usage, and the runners."""
+
+from langchain_irl.engine.options import BestOfNOptions
+from langchain_irl.engine.pool import CandidatePool, Choice
+from langchain_irl.engine.runner import ConcurrencyLimit, Sampler, arun, run
+from langchain_irl.engine.selection import Selection, choose
+
+__all__ = [
+    "BestOfNOptions",
+    "CandidatePool",
+    "Choice",
+    "ConcurrencyLimit",
+    "Sampler",
+    "Selection",
+    "arun",
+    "choose",
+    "run",
+]

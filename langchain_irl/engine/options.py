@@ -1,0 +1,102 @@
+"""The options of best-of-n sampling: one validated model, shared by every adapter.
+
+`BestOfN` (the chat model) inherits these fields; `BestOfNMiddleware` holds an instance. Either way
+a bad option (an unknown selection rule, n = 0, a threshold on an uncalibrated reward) is refused
+when the adapter is built, before any paid call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import sysconfig
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_irl.engine.selection import Selection
+from langchain_irl.reward_model.model import RewardModel
+
+# Frames under these folders (the standard library, installed packages, this package) are never
+# "the user's line" that a warning should point at.
+_LIBRARY_DIRS = (
+    *{sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib")},
+    str(Path(__file__).resolve().parents[1]),
+    "<frozen",
+)
+
+
+class BestOfNOptions(BaseModel):
+    """How many candidates to draw, how to pick among them, and how hard to try."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    reward_model: RewardModel = Field(exclude=True)
+    """The learned reward that ranks the candidates."""
+    n: int = Field(default=4, ge=1)
+    """Candidates per call (at most, with `threshold`)."""
+    selection: Selection = "argmax"
+    """How to pick among candidates: `argmax`, `softmax` or `regularized` (see `selection.py`)."""
+    softmax_temperature: float = Field(default=1.0, gt=0)
+    proximity_weight: float = 1.0
+    threshold: float | None = Field(default=None, ge=0, le=100)
+    """Stop sampling once a candidate scores at or above this percentile of demonstrations."""
+    wave_size: int | None = Field(default=None, ge=1)
+    """Candidates per wave when `threshold` is set (default: a quarter of n, at least 1)."""
+    max_concurrency: int = Field(default=8, ge=1)
+    """Most inner calls of this instance in flight at once, across all its concurrent calls."""
+    candidate_retries: int = Field(default=2, ge=0)
+    """Extra waves that ask again for the candidates whose requests failed (after the inner
+    model's own retries), each after the longest `Retry-After` the failures carried."""
+    return_all: bool = False
+    """Also return every candidate (as further generations, and texts in the metadata)."""
+    seed: int | None = None
+    """Seed of the softmax rule: with a seed, the same candidates give the same pick."""
+
+    _warned: set[str] = PrivateAttr(default_factory=set)
+    _warn_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="after")
+    def _threshold_needs_calibration(self) -> BestOfNOptions:
+        if self.threshold is not None and self.reward_model.card.calibration is None:
+            raise ValueError(
+                f"threshold is a percentile of held-out demonstrations, and reward model "
+                f"{self.reward_model.name!r} has no calibration in its card"
+            )
+        return self
+
+    def wave(self) -> int:
+        """Candidates per planned wave: all n at once, or (with a threshold) a share of them."""
+        if self.threshold is None:
+            return self.n
+        return self.wave_size or max(1, self.n // 4)
+
+    def rng(self, texts: Sequence[str]) -> np.random.Generator:
+        """The softmax rule's randomness: a function of the seed and the candidates, so that the
+        same call gives the same answer; fresh entropy without a seed."""
+        if self.seed is None:
+            return np.random.default_rng()
+        digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).digest()
+        return np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Warn once per instance, at the first frame outside the installed libraries."""
+        with self._warn_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` of the innermost frame outside the library (2: warn_once's caller)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+            return level
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return 2

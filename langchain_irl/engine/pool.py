@@ -1,0 +1,188 @@
+"""The candidates of one best-of-n call: the wave plan, rewards as they arrive, failures, the
+choice.
+
+Adapters hand it what each request returned: payloads (a ChatGeneration, a ModelResponse: whatever
+the adapter returns in the end) with the message of each, or the error. Identical texts are scored
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+
+from langchain_irl.engine.options import BestOfNOptions
+from langchain_irl.engine.selection import choose
+from langchain_irl.engine.usage import TokenCounter, counted_usage, total_usage
+from langchain_irl.reward_model.model import PromptScorer
+from langchain_irl.reward_model.rendering import render_output
+
+# The longest pause a provider's Retry-After may impose before a retry wave.
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen candidate, and what to attach to its message."""
+
+    index: int
+    metadata: dict[str, Any]
+    usage: UsageMetadata | None
+
+    def annotate(self, message: AIMessage) -> AIMessage:
+        """The winner's own message with the `best_of_n` metadata and the whole call's usage."""
+        return message.model_copy(
+            update={
+                "response_metadata": {**message.response_metadata, "best_of_n": self.metadata},
+                "usage_metadata": self.usage,
+            }
+        )
+
+
+@dataclass
+class CandidatePool:
+    options: BestOfNOptions
+    conversation: list[BaseMessage]
+    scorer: PromptScorer | None = None  # set once the prompt is encoded (while requests run)
+    payloads: list[Any] = field(default_factory=list)
+    messages: list[BaseMessage] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    usages: list[UsageMetadata] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    responses: int = 0
+    failed_requests: int = 0
+    attempted: int = 0
+    retry_waves: int = 0
+    _scored: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
+    _wave_failures: list[BaseException] = field(default_factory=list)
+
+    def waves(self) -> Iterator[tuple[int, float]]:
+        """(candidates, seconds to wait first) per wave: the planned waves (all n at once, or with
+        a threshold a share at a time), then retry waves for what failed, within
+        `candidate_retries`, each after the longest Retry-After the last wave's failures carried."""
+        options = self.options
+        while not self.reached_threshold():
+            missing = options.n - len(self.payloads)
+            if missing <= 0:
+                return
+            wait = 0.0
+            if self.attempted < options.n:  # a planned wave
+                size = min(options.wave(), options.n - self.attempted)
+            elif self.retry_waves < options.candidate_retries:  # ask again for what failed
+                self.retry_waves += 1
+                size = missing
+                wait = max(map(_retry_after, self._wave_failures), default=0.0)
+            else:
+                return
+            self._wave_failures = []
+            self.attempted += size
+            yield size, min(wait, MAX_RETRY_AFTER_SECONDS)
+
+    def add(self, payloads: Sequence[Any], messages: Sequence[BaseMessage]) -> None:
+        """One successful response carrying one or more candidates (native n)."""
+        self.responses += 1
+        texts = [render_output(message) for message in messages]
+        new = list(dict.fromkeys(t for t in texts if t not in self._scored))
+        if new:
+            assert self.scorer is not None, "set the pool's scorer before adding candidates"
+            rewards, embeddings = self.scorer.score(new)
+            self._scored.update(
+                zip(new, zip(rewards.tolist(), embeddings, strict=True), strict=True)
+            )
+        first = messages[0] if messages else None
+        usage = first.usage_metadata if isinstance(first, AIMessage) else None
+        if usage:  # with native n each choice carries the whole request's usage: count it once
+            self.usages.append(usage)
+        self.payloads += payloads
+        self.messages += messages
+        self.texts += texts
+        self.rewards += [self._scored[text][0] for text in texts]
+
+    def add_failure(self, error: BaseException, candidates: int = 1) -> None:
+        self.failed_requests += 1
+        self.failures += [error] * candidates
+        self._wave_failures.append(error)
+
+    def reached_threshold(self) -> bool:
+        threshold = self.options.threshold
+        if threshold is None or not self.rewards:
+            return False
+        return bool(self.options.reward_model.percentile(max(self.rewards)) >= threshold)
+
+    def select(self, count_tokens: TokenCounter | None = None) -> Choice:
+        """The chosen candidate; raises the first failure when every candidate failed.
+
+        `count_tokens` counts usage when a response reported none (the inner model's tokenizer).
+        """
+        if not self.payloads:
+            raise self.failures[0]  # every candidate failed: the caller gets the real error
+        unique = list(dict.fromkeys(self.texts))
+        first_index = {text: self.texts.index(text) for text in unique}
+        duplicates = len(self.texts) - len(unique)
+        if duplicates:
+            self.options.warn_once(
+                "duplicates",
+                f"best-of-n: {duplicates} of {len(self.texts)} candidates were identical "
+                "(temperature 0?); each text was scored once. This warning is shown once.",
+            )
+        options = self.options
+        picked = choose(
+            np.array([self._scored[t][0] for t in unique], dtype=np.float64),
+            np.stack([self._scored[t][1] for t in unique]),
+            options.selection,
+            temperature=options.softmax_temperature,
+            proximity_weight=options.proximity_weight,
+            rng=options.rng(unique),
+        )
+        chosen = first_index[unique[picked]]
+        usage, counter = self._usage(count_tokens)
+        return Choice(chosen, self._metadata(chosen, duplicates, counter), usage)
+
+    def _metadata(self, chosen: int, duplicates: int, usage_counter: str | None) -> dict[str, Any]:
+        reward_model = self.options.reward_model
+        metadata: dict[str, Any] = {
+            "reward_model": reward_model.name,
+            "selection": self.options.selection,
+            "rewards": [round(r, 6) for r in self.rewards],
+            "chosen_index": chosen,
+            "chosen_reward": self.rewards[chosen],
+            "n_requested": self.options.n,
+            "n_attempted": self.attempted,
+            "n_succeeded": len(self.payloads),
+            "n_duplicates": duplicates,
+            "requests": self.responses + self.failed_requests,
+            "retry_waves": self.retry_waves,
+            "failures": [f"{type(e).__name__}: {e}" for e in self.failures],
+            "usage_counted_by": usage_counter,
+        }
+        if reward_model.card.calibration is not None:
+            metadata["chosen_percentile"] = reward_model.percentile(self.rewards[chosen])
+        if self.options.return_all:
+            metadata["candidates"] = list(self.texts)
+        return metadata
+
+    def _usage(self, count_tokens: TokenCounter | None) -> tuple[UsageMetadata | None, str | None]:
+        """What every successful request cost, and who counted it: the provider's reports, else
+        the inner model's own tokenizer, else unknown (None)."""
+        if len(self.usages) == self.responses:
+            return total_usage(self.usages), "provider"
+        if count_tokens is None:
+            return None, None
+        usage = counted_usage(self.conversation, self.messages, self.responses, count_tokens)
+        return usage, None if usage is None else "inner model tokenizer"
+
+
+def _retry_after(error: BaseException) -> float:
+    """The Retry-After (seconds) of a provider's HTTP error, 0 if it carries none."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("retry-after", 0) or 0))
+    except (TypeError, ValueError):
+        return 0.0

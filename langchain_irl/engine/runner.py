@@ -1,0 +1,149 @@
+"""The best-of-n engine: one sync and one async runner, shared by every adapter.
+
+An adapter supplies a `Sampler` (where candidates come from: a chat model, an agent's model call)
+and turns the `Choice` back into its own result type. The runner does the rest, the same way for
+all of them: waves of requests within a concurrency bound, scoring as candidates arrive, failures
+recorded (and asked for again within the retry budget), early stop at the threshold, the choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from langchain_core.messages import BaseMessage
+
+from langchain_irl.engine.options import BestOfNOptions
+from langchain_irl.engine.pool import CandidatePool, Choice
+from langchain_irl.engine.usage import TokenCounter
+
+Candidates = tuple[list[Any], list[BaseMessage]]  # payloads, and the message of each
+
+
+class Sampler(Protocol):
+    """Where one call's candidates come from."""
+
+    native_n: bool
+    """One request returns many candidates (the provider's `n`); else one request per candidate."""
+    control_flow: tuple[type[BaseException], ...]
+    """Exceptions that are not failures (an agent's interrupt): re-raised at once."""
+    token_counter: TokenCounter | None
+    """Counts usage when a response reports none."""
+
+    def sample(self, count: int) -> Candidates: ...
+
+    async def asample(self, count: int) -> Candidates: ...
+
+
+class ConcurrencyLimit:
+    """At most `size` requests in flight: one semaphore for threads, one per event loop."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._threads = threading.BoundedSemaphore(size)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            yield
+
+    def for_running_loop(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if loop not in self._loops:
+                self._loops[loop] = asyncio.Semaphore(self.size)
+            return self._loops[loop]
+
+
+def _requests(sampler: Sampler, size: int) -> tuple[int, int]:
+    """(requests, candidates per request) for a wave of `size` candidates."""
+    return (1, size) if sampler.native_n else (size, 1)
+
+
+def run(
+    options: BestOfNOptions,
+    sampler: Sampler,
+    conversation: list[BaseMessage],
+    limit: ConcurrencyLimit,
+) -> tuple[CandidatePool, Choice]:
+    """One best-of-n call, in threads (each request runs in a copy of the caller's context)."""
+
+    def limited(count: int) -> Candidates:
+        with limit.held():
+            return sampler.sample(count)
+
+    pool = CandidatePool(options, conversation)
+    for size, wait in pool.waves():
+        time.sleep(wait)
+        requests, count = _requests(sampler, size)
+        with ThreadPoolExecutor(min(requests, limit.size)) as executor:
+            futures = [
+                executor.submit(contextvars.copy_context().run, limited, count)
+                for _ in range(requests)
+            ]
+            if pool.scorer is None:  # encode the prompt while the first requests run
+                pool.scorer = options.reward_model.scorer(conversation)
+            for future in as_completed(futures):
+                _record(pool, sampler, count, future.exception() or future.result())
+    return pool, pool.select(sampler.token_counter)
+
+
+async def arun(
+    options: BestOfNOptions,
+    sampler: Sampler,
+    conversation: list[BaseMessage],
+    limit: ConcurrencyLimit,
+) -> tuple[CandidatePool, Choice]:
+    """One best-of-n call on the running event loop; scoring runs in worker threads."""
+    semaphore = limit.for_running_loop()
+
+    async def limited(count: int) -> Candidates:
+        async with semaphore:
+            return await sampler.asample(count)
+
+    pool = CandidatePool(options, conversation)
+    # The prompt is encoded while the first candidates are being written.
+    scorer = asyncio.ensure_future(asyncio.to_thread(options.reward_model.scorer, conversation))
+    try:
+        for size, wait in pool.waves():
+            await asyncio.sleep(wait)
+            requests, count = _requests(sampler, size)
+            tasks = [asyncio.ensure_future(limited(count)) for _ in range(requests)]
+            try:
+                for done in asyncio.as_completed(tasks):
+                    outcome: Candidates | BaseException
+                    try:
+                        outcome = await done
+                    except Exception as error:
+                        outcome = error
+                    pool.scorer = pool.scorer or await scorer
+                    await asyncio.to_thread(_record, pool, sampler, count, outcome)
+            finally:
+                for task in tasks:  # after an interrupt or a cancellation: stop the others
+                    task.cancel()
+    finally:
+        scorer.cancel()  # a no-op once it has finished
+    return pool, pool.select(sampler.token_counter)
+
+
+def _record(
+    pool: CandidatePool, sampler: Sampler, count: int, outcome: Candidates | BaseException
+) -> None:
+    """Add one request's candidates to the pool, or its failure (for all `count` it carried)."""
+    if isinstance(outcome, BaseException):
+        if isinstance(outcome, sampler.control_flow) or not isinstance(outcome, Exception):
+            raise outcome  # interrupts and cancellations are control flow, not failed candidates
+        pool.add_failure(outcome, count)
+    else:
+        pool.add(*outcome)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (numpy), reports on data, and PNG plots."""

