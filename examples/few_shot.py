@@ -4,26 +4,26 @@ python examples/few_shot.py [--k 3]
 """
 
 import argparse
-import json
 
 from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptTemplate
 
 from langchain_irl import RewardExampleSelector, RewardModel
+from langchain_irl.bundled import data_file
+from langchain_irl.data.converters import read_caption_contests
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--k", type=int, default=3)
 args = parser.parse_args()
 
-with open("data/caption_contest/dev.jsonl", encoding="utf-8") as lines:
-    contests = [json.loads(line) for line in lines]
+contests = read_caption_contests(data_file("caption_contest/dev.jsonl"))
 examples = [  # the 20 top-rated captions of the contests the bundled model trained on
-    {"input": contest["description"], "output": caption["text"]}
+    {"input": contest.description, "output": caption}
     for contest in contests[:45]
-    for caption in sorted(contest["captions"], key=lambda c: c["rank"])[:20]
+    for caption in contest.top(20)
 ]
 selector = RewardExampleSelector(
     examples=examples,
-    reward_model=RewardModel.load("models/caption-humor"),
+    reward_model=RewardModel.load("caption-humor"),
     k=args.k,
     lambda_mult=0.5,
 )

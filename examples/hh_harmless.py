@@ -15,6 +15,7 @@ from pathlib import Path
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from langchain_irl import BestOfN, Example, RewardModel
+from langchain_irl.bundled import data_file
 from langchain_irl.data.converters import hh_rlhf
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.pipeline import train
@@ -26,7 +27,7 @@ parser.add_argument("--held-out", type=int, default=200)
 parser.add_argument("--fine-tune-steps", type=int, default=0)
 args = parser.parse_args()
 
-pairs = hh_rlhf("data/hh_rlhf_harmless/dev.jsonl.gz")[: args.pairs]
+pairs = hh_rlhf(data_file("hh_rlhf_harmless/dev.jsonl.gz"))[: args.pairs]
 random.Random(0).shuffle(pairs)
 held_out, training = pairs[: args.held_out], pairs[args.held_out :]
 card = train(

@@ -21,7 +21,7 @@ parser.add_argument("--n", type=int, default=8)
 args = parser.parse_args()
 
 llm = ChatOpenAI(model=args.model, base_url=args.base_url, temperature=1.0)
-best = BestOfN(llm=llm, reward_model=RewardModel.load("models/caption-humor"), n=args.n)
+best = BestOfN(llm=llm, reward_model=RewardModel.load("caption-humor"), n=args.n)
 prompt = ChatPromptTemplate.from_messages(
     [("system", "Write a funny caption."), ("human", "{cartoon}")]
 )

@@ -10,10 +10,13 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_irl import BestOfN, RewardModel
-from langchain_irl.cli.crowd import CrowdChatModel, load_contests
+from langchain_irl.bundled import data_file
+from langchain_irl.cli.crowd import CrowdChatModel
+from langchain_irl.data.converters import read_caption_contests
 
-reward_model = RewardModel.load("models/caption-humor")
-llm = CrowdChatModel(contests=load_contests("data/caption_contest/dev.jsonl"), seed=0)
+reward_model = RewardModel.load("caption-humor")  # a bundled model, by name
+contests = read_caption_contests(data_file("caption_contest/dev.jsonl"))
+llm = CrowdChatModel(contests=contests, seed=0)
 prompt = ChatPromptTemplate.from_messages(
     [("system", "Write a funny caption."), ("human", "{cartoon}")]
 )

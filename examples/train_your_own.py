@@ -8,11 +8,11 @@ crowd's other entries the policy samples); with your own data, write the two JSO
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from langchain_irl import RewardModel, read_examples
-from langchain_irl.data.converters import caption_contest
+from langchain_irl.bundled import data_file
+from langchain_irl.data.converters import caption_contest, read_caption_contests
 from langchain_irl.data.formats import write_jsonl
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.pipeline import train
@@ -23,8 +23,8 @@ parser.add_argument("--contests", type=int, default=8)
 parser.add_argument("--fine-tune-steps", type=int, default=0)
 args = parser.parse_args()
 
-data = Path("data/caption_contest/dev.jsonl")
-numbers = [json.loads(line)["contest"] for line in data.open()][: args.contests]
+data = data_file("caption_contest/dev.jsonl")
+numbers = [contest.number for contest in read_caption_contests(data)][: args.contests]
 demos, samples = caption_contest(data, top=20, contests=numbers)
 write_jsonl(args.out.parent / "demos.jsonl", (d.to_json() for d in demos))
 write_jsonl(args.out.parent / "samples.jsonl", (s.to_json() for s in samples))

@@ -47,25 +47,5 @@ def model_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
-    """A small fp32 reward model trained here on six contests: its scores do not depend on which
-    other texts share a batch (int8 dynamic quantisation's do, slightly), so tests can compare
-    rewards exactly."""
-    from langchain_irl.data.converters import caption_contest
-    from langchain_irl.train.config import TrainConfig
-    from langchain_irl.train.pipeline import train
-
-    demos, samples = caption_contest(
-        CAPTIONS, top=10, sample_chunks=["middle"], contests={510, 514, 516, 519, 521, 523}
-    )
-    out = tmp_path_factory.mktemp("fp32") / "captions-fp32"
-    config = TrainConfig(
-        objective="feature-matching-whitened", quantize=False, validation_share=0.34, seed=1
-    )
-    train(demos, samples, out, config)
-    return RewardModel.load(out)
-
-
-@pytest.fixture(scope="session")
 def caption_answers(contests: list[dict]) -> list[str]:
     return [caption["text"] for caption in contests[0]["captions"]]

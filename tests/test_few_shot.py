@@ -70,24 +70,22 @@ def test_rank_reports_reward_for_the_new_input(
     query = "A cat chairs a board meeting."
     for demo in selector.rank(query, 3):
         expected = model.score(query, [pool[demo.index]["output"]])[0]
-        assert demo.reward == pytest.approx(expected, abs=0.15)  # int8: batch-dependent
+        assert demo.reward == pytest.approx(expected, abs=1e-5)
         expected_relevance = float(
             model.embed([pool[demo.index]["input"]])[0] @ model.embed([query])[0]
         )
-        assert demo.relevance == pytest.approx(
-            expected_relevance, abs=0.03
-        )  # int8: batch-dependent
+        assert demo.relevance == pytest.approx(expected_relevance, abs=1e-5)
 
 
-def test_linear_fast_path_matches_the_head(fp32_model: RewardModel) -> None:
+def test_linear_fast_path_matches_the_head(model: RewardModel) -> None:
     examples = [
         {"input": f"cartoon {i}", "output": f"caption number {i} " * (i % 4)} for i in range(30)
     ]
-    selector = RewardExampleSelector(examples=examples, reward_model=fp32_model, k=30)
-    assert fp32_model.interaction_weights is not None
+    selector = RewardExampleSelector(examples=examples, reward_model=model, k=30)
+    assert model.interaction_weights is not None
     query = "A dog in a suit"
     ranked = {demo.index: demo.reward for demo in selector.rank(query)}
-    expected = fp32_model.score(query, [e["output"] for e in examples])
+    expected = model.score(query, [e["output"] for e in examples])
     for index, reward in ranked.items():
         assert reward == pytest.approx(float(expected[index]), abs=1e-4)
 
@@ -98,11 +96,11 @@ def test_select_add_and_diversity(model: RewardModel) -> None:
         {"question": "A cat at a desk.", "answer": "I'm working from home!"},
         {"question": "A fish on a bicycle.", "answer": "Needed one like a fish needs a bicycle."},
     ]
-    selector = RewardExampleSelector(
-        examples=examples, reward_model=model, k=2, input_key="question", output_key="answer"
+    selector = RewardExampleSelector.from_examples(
+        examples, model, k=2, input_keys=["question"], output_key="answer"
     )
     assert len(selector.select_examples({"question": "A cat at a keyboard."})) == 2
-    diverse = selector.model_copy(update={"diversity": 0.9, "relevance_weight": 1.0})
+    diverse = selector.model_copy(update={"lambda_mult": 0.1, "relevance_weight": 1.0})
     picked = diverse.select_examples({"question": "A cat at a keyboard."})
     assert {e["question"] for e in picked} == {"A cat at a desk.", "A fish on a bicycle."}
     selector.add_example({"question": "A cat at a keyboard.", "answer": "Meow-ware update."})
@@ -124,14 +122,46 @@ async def test_async_twins(model: RewardModel) -> None:
 def test_bad_input_is_a_clear_error(model: RewardModel) -> None:
     with pytest.raises(KeyError, match="example 0 has no 'output' key"):
         RewardExampleSelector(examples=[{"input": "x"}], reward_model=model)
-    empty = RewardExampleSelector(examples=[], reward_model=model)
-    with pytest.raises(ValueError, match="no demonstrations"):
-        empty.select_examples({"input": "x"})
+    with pytest.raises(ValueError, match="at least 1 item"):  # at construction, not at selection
+        RewardExampleSelector(examples=[], reward_model=model)
     selector = RewardExampleSelector(examples=[{"input": "a", "output": "b"}], reward_model=model)
-    with pytest.raises(KeyError, match="no 'input'"):
-        selector.select_examples({"a": 1, "b": 2})
+    with pytest.raises(KeyError, match=r"lack \['input'\]"):  # a wrong key is not guessed at
+        selector.select_examples({"question": "x"})
+    with pytest.raises(TypeError, match="takes the prompt's input variables as a dict"):
+        selector.select_examples("x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be a string or chat messages"):
         selector.add_example({"input": 3, "output": "b"})
+    with pytest.raises(TypeError, match="must be a string or chat messages"):
+        selector.select_examples({"input": 3})
+
+
+def test_copies_never_share_examples(model: RewardModel) -> None:
+    original = RewardExampleSelector(
+        examples=[{"input": "A cat.", "output": "Meow."}], reward_model=model, k=5
+    )
+    copy = original.model_copy()
+    copy.add_example({"input": "A dog.", "output": "Woof."})
+    assert len(copy.examples) == 2 and len(copy.select_examples({"input": "A dog."})) == 2
+    assert len(original.examples) == 1 and len(original.select_examples({"input": "x"})) == 1
+    replaced = original.model_copy(update={"examples": [{"input": "A", "output": "B"}] * 3})
+    assert len(replaced.rank("A")) == 3  # the index follows the examples it was given
+
+
+def test_chat_message_queries_render_like_demonstrations(model: RewardModel) -> None:
+    messages = [("system", "Be funny."), ("human", "A cat chairs a board meeting.")]
+    selector = RewardExampleSelector(
+        examples=[
+            {"input": messages, "output": "Any other business?"},
+            {"input": "A fish on a bicycle.", "output": "Pedal faster."},
+        ],
+        reward_model=model,
+        k=1,
+        example_keys=["output"],
+    )
+    (picked,) = selector.select_examples({"input": messages})
+    assert picked == {"output": "Any other business?"}  # example_keys filters what is returned
+    (top,) = selector.rank(model.render(messages), 1)
+    assert top.relevance == pytest.approx(1.0, abs=1e-5)  # the query rendered as the example was
 
 
 def test_in_few_shot_prompt_templates(selector: RewardExampleSelector) -> None:

@@ -47,18 +47,18 @@ def _check_argmax(message: object, model: RewardModel) -> None:
 
 
 def test_agent_answer_is_the_reward_argmax(
-    server: OpenAICompatibleServer, fp32_model: RewardModel
+    server: OpenAICompatibleServer, model: RewardModel
 ) -> None:
-    best = BestOfNMiddleware(fp32_model, n=4, return_all=True)
+    best = BestOfNMiddleware(model, n=4, return_all=True)
     agent = create_agent(_llm(server), [], middleware=[best])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = agent.invoke({"messages": [HumanMessage(QUESTION)]})
     message = _final(result)
-    _check_argmax(message, fp32_model)
+    _check_argmax(message, model)
     meta = message.response_metadata["best_of_n"]
-    expected = [fp32_model.score(QUESTION, [text])[0] for text in meta["candidates"]]
-    np.testing.assert_allclose(meta["rewards"], expected, atol=1e-4)
+    expected = [model.score(QUESTION, [text])[0] for text in meta["candidates"]]
+    np.testing.assert_allclose(meta["rewards"], expected, atol=1e-6)
     assert len(server.requests) == 4
 
 
@@ -105,7 +105,19 @@ def test_failed_candidates_do_not_fail_the_step(
             result = agent.invoke({"messages": [HumanMessage(QUESTION)]})
         meta = _final(result).response_metadata["best_of_n"]
         assert 0 < len(meta["failures"]) == server.faults_injected
-        assert meta["n_succeeded"] == 6 - len(meta["failures"])
+        assert meta["n_attempted"] == meta["n_succeeded"] + len(meta["failures"])
+        assert meta["retry_waves"] >= 1  # the failed ones were asked for again
+
+
+def test_options_are_validated_before_any_call(model: RewardModel) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="selection"):
+        BestOfNMiddleware(model, n=4, selection="bogus")
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        BestOfNMiddleware(model, n=0)
+    with pytest.raises(ValidationError, match="unexpected_keyword|Extra inputs|no_such"):
+        BestOfNMiddleware(model, no_such_option=1)
 
 
 def test_all_failed_raises_and_composes_with_retry(

@@ -24,8 +24,8 @@ from langchain_irl.chat_models.best_of_n import BestOfN
 from langchain_irl.cli.crowd import CrowdChatModel
 from langchain_irl.data.converters import Contest, read_caption_contests
 from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed
-from langchain_irl.extras import require
 from langchain_irl.example_selectors.reward import RewardExampleSelector
+from langchain_irl.extras import require
 from langchain_irl.reward_model.model import RewardModel
 
 # Contests left out of the bundled model's training data (see models/README.md).

@@ -33,7 +33,7 @@ _LIBRARY_DIRS = (
 class BestOfNOptions(BaseModel):
     """How many candidates to draw, how to pick among them, and how hard to try."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     reward_model: RewardModel = Field(exclude=True)
     """The learned reward that ranks the candidates."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 # Texts are cut to this many characters per allowed token before tokenising: it bounds the work a
 # megabyte-long input can cause, and no real tokenizer averages more characters per token.
@@ -25,27 +27,24 @@ def make_session(path: Path, num_threads: int | None = None) -> ort.InferenceSes
 
 
 class OnnxEncoder:
-    """Embeds texts in length-sorted batches padded to the batch's longest text (dynamic padding),
-    each within `batch_size` texts and `batch_tokens` padded tokens.
+    """Embeds each text on its own: no padding, and (for int8 graphs) its own activation scale.
 
-    Long texts are truncated to `max_tokens`, never an error; empty strings are valid. Thread-safe.
+    A text's embedding is therefore a function of the text alone, bit for bit, whatever else is
+    being encoded with it; batched runs would let dynamic int8's per-tensor scale and padding
+    leak other texts into it. Throughput comes from running texts in parallel instead, one
+    onnxruntime thread each, over `workers` threads. Long texts are truncated to `max_tokens`,
+    never an error; empty strings are valid. Thread-safe.
     """
 
     def __init__(
-        self,
-        session: ort.InferenceSession,
-        tokenizer: Tokenizer,
-        max_tokens: int,
-        batch_size: int = 64,
-        batch_tokens: int = 1024,
+        self, session: ort.InferenceSession, tokenizer: Tokenizer, max_tokens: int, workers: int
     ) -> None:
         self._session = session
         self._tokenizer = tokenizer
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
-        self.batch_tokens = batch_tokens
         self.dim = int(session.get_outputs()[0].shape[-1])
         self._input_names = {i.name for i in session.get_inputs()}
+        self._workers = ThreadPoolExecutor(workers, "onnx-encoder") if workers > 1 else None
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_tokens)
 
@@ -57,29 +56,11 @@ class OnnxEncoder:
         max_tokens: int,
         *,
         num_threads: int | None = None,
-        batch_size: int = 64,
-        batch_tokens: int = 1024,
     ) -> OnnxEncoder:
-        session = make_session(onnx_path, num_threads)
+        """`num_threads`: texts encoded at once (default: the machine's cores)."""
+        session = make_session(onnx_path, num_threads=1)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        return cls(session, tokenizer, max_tokens, batch_size, batch_tokens)
-
-    def _batches(self, sorted_lengths: np.ndarray) -> list[slice]:
-        """Consecutive runs of length-sorted texts within `batch_size` rows and `batch_tokens`
-        padded tokens: few padding tokens, and activations (peak memory) stay bounded."""
-        batches = []
-        start = 0
-        while start < len(sorted_lengths):
-            end = start + 1
-            while (
-                end < len(sorted_lengths)
-                and end - start < self.batch_size
-                and (end - start + 1) * sorted_lengths[end] <= self.batch_tokens
-            ):
-                end += 1
-            batches.append(slice(start, end))
-            start = end
-        return batches
+        return cls(session, tokenizer, max_tokens, num_threads or os.cpu_count() or 1)
 
     def count_tokens(self, text: str) -> int:
         """Content tokens of the whole `text` (special tokens not counted)."""
@@ -93,19 +74,18 @@ class OnnxEncoder:
                 raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
         limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
         encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
-        lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
-        special = np.array([sum(e.special_tokens_mask) for e in encodings], dtype=np.int64)
-        embeddings = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort(lengths, kind="stable")
-        for batch in self._batches(lengths[order]):
-            rows = order[batch]
-            width = max(int(lengths[rows].max()), 1)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for row, i in enumerate(rows):
-                ids[row, : lengths[i]] = encodings[i].ids
-                mask[row, : lengths[i]] = 1
-            inputs = {"input_ids": ids, "attention_mask": mask}
-            feed = {name: value for name, value in inputs.items() if name in self._input_names}
-            embeddings[rows] = self._session.run(None, feed)[0]
-        return embeddings, lengths - special
+        if self._workers is not None and len(encodings) > 1:
+            rows = list(self._workers.map(self._embed_one, encodings))
+        else:
+            rows = [self._embed_one(encoding) for encoding in encodings]
+        embeddings = np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+        counts = np.array(
+            [len(e.ids) - sum(e.special_tokens_mask) for e in encodings], dtype=np.int64
+        )
+        return embeddings.astype(np.float32, copy=False), counts
+
+    def _embed_one(self, encoding: Encoding) -> np.ndarray:
+        ids = np.array([encoding.ids], dtype=np.int64)
+        inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        feed = {name: value for name, value in inputs.items() if name in self._input_names}
+        return self._session.run(None, feed)[0][0]

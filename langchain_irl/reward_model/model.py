@@ -90,17 +90,13 @@ class RewardModel:
         path: str | Path,
         *,
         num_threads: int | None = None,
-        batch_size: int = 64,
-        batch_tokens: int = 1024,
     ) -> RewardModel:
         """Verify the folder (schema version, completeness, SHA-256 of every file), then load it.
 
         `path`: a reward-model folder, or the name of a bundled model (`langchain-irl models`
         lists them), e.g. `RewardModel.load("caption-humor")`.
 
-        `num_threads`: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
-        `batch_size`, `batch_tokens`: the most texts and padded tokens per encoder run; a smaller
-        token budget lowers peak memory.
+        `num_threads`: texts encoded at once, one onnxruntime thread each (default: all cores).
         Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
         """
         folder = model_path(path)
@@ -111,8 +107,6 @@ class RewardModel:
                 folder / TOKENIZER_FILE,
                 card.max_tokens,
                 num_threads=num_threads,
-                batch_size=batch_size,
-                batch_tokens=batch_tokens,
             )
             head = make_session(folder / HEAD_FILE, num_threads=1)  # tiny: threads only cost
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
