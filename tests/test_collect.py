@@ -46,13 +46,16 @@ async def test_chat_model_sampler_and_chat_inputs(tmp_path: Path) -> None:
         report = await collect(inputs, 3, tmp_path / "s.jsonl", chat_model_sampler(llm))
     assert report.collected == 6
     records = [json.loads(line) for line in (tmp_path / "s.jsonl").open()]
-    assert records[0]["input"] in (
-        [
-            {"role": "system", "content": "Be witty."},
-            {"role": "user", "content": "A dog in a suit."},
-        ],
-        "A cat.",
+    chat = [
+        {"role": "system", "content": "Be witty."},
+        {"role": "user", "content": "A dog in a suit."},
+    ]
+    assert sorted(json.dumps(r["input"]) for r in records) == sorted(
+        [json.dumps(chat)] * 3 + [json.dumps("A cat.")] * 3
     )
+    # each request carried its input's messages, in order
+    sent = [[(m["role"], m["content"]) for m in r["messages"]] for r in server.requests]
+    assert [("system", "Be witty."), ("user", "A dog in a suit.")] in sent
 
 
 async def test_failures_are_retried_and_resumed_and_recorded_once(

@@ -106,8 +106,9 @@ def test_select_add_and_diversity(model: RewardModel) -> None:
     selector.add_example({"question": "A cat at a keyboard.", "answer": "Meow-ware update."})
     assert len(selector.examples) == 4
     best = selector.rank("A cat at a keyboard.", 4)
-    assert best[0].relevance < 1.0 or best[0].index == 3
-    assert max(best, key=lambda demo: demo.relevance).index == 3  # the added one is indexed
+    added = next(demo for demo in best if demo.index == 3)  # the added one is indexed
+    assert added.relevance == pytest.approx(1.0, abs=1e-5)  # its input is the query itself
+    assert added.relevance == max(demo.relevance for demo in best)
 
 
 async def test_async_twins(model: RewardModel) -> None:

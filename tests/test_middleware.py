@@ -116,7 +116,7 @@ def test_options_are_validated_before_any_call(model: RewardModel) -> None:
         BestOfNMiddleware(model, n=4, selection="bogus")
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         BestOfNMiddleware(model, n=0)
-    with pytest.raises(ValidationError, match="unexpected_keyword|Extra inputs|no_such"):
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         BestOfNMiddleware(model, no_such_option=1)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +72,7 @@ def test_maxent_mlp_pipeline(data: tuple[list, list], tmp_path: Path) -> None:
     card = train(*data, tmp_path / "mlp", config)
     model = RewardModel.load(tmp_path / "mlp")
     assert card.head.hidden == (16,) and model.interaction_weights is None
-    assert card.objective == "maxent" and 0 <= card.metrics["pairwise_accuracy"] <= 1
+    assert card.objective == "maxent"
 
 
 def test_closed_form_rejects_hidden_layers(data: tuple[list, list], tmp_path: Path) -> None:
@@ -179,7 +178,7 @@ def test_pairs_eval_and_explain(tmp_path: Path, capsys) -> None:  # type: ignore
     assert explanation.score == pytest.approx(model.score(pairs[0].input, [pairs[0].chosen])[0])
     assert 0 <= explanation.percentile <= 100
 
-    assert main(["eval", str(out), "--pairs", str(path), "--plots", str(tmp_path / "p2")]) == 0
+    assert main(["eval", str(out), "--pairs", str(path), "--out", str(tmp_path / "p2")]) == 0
     printed = capsys.readouterr().out
     assert "pairwise_accuracy" in printed and "below most of their own policy samples" in printed
     assert main(["score", str(out), "--prompt", pairs[0].input, "--explain", "Sure."]) == 0
@@ -193,4 +192,9 @@ def test_eval_with_gold_draws_the_best_of_n_curve(
     assert report.curve is not None and report.curve["n"][0] == 1
     assert "best_of_16_gap_closed" in report.metrics and "spearman_gold" in report.metrics
     assert sorted(p.name for p in report.plots) == ["best_of_n.png", "reward_histogram.png"]
-    assert dataclasses.is_dataclass(report)
+    curve = report.curve
+    for oracle, picked, random_pick in zip(
+        curve["oracle"], curve["reward"], curve["random"], strict=True
+    ):
+        assert oracle >= picked and oracle >= random_pick  # nothing beats the best candidate
+    assert curve["oracle"] == sorted(curve["oracle"])  # more candidates: a better best

@@ -122,7 +122,8 @@ class CandidatePool:
         """
         if not self.payloads:
             raise self.failures[0]  # every candidate failed: the caller gets the real error
-        unique = list(dict.fromkeys(self.texts))
+        # The choice is a function of the set of texts, not of the order they arrived in.
+        unique = sorted(set(self.texts))
         first_index = {text: self.texts.index(text) for text in unique}
         duplicates = len(self.texts) - len(unique)
         if duplicates:
@@ -157,6 +158,7 @@ class CandidatePool:
             "n_succeeded": len(self.payloads),
             "n_duplicates": duplicates,
             "requests": self.responses + self.failed_requests,
+            "failed_requests": self.failed_requests,
             "retry_waves": self.retry_waves,
             "failures": [f"{type(e).__name__}: {e}" for e in self.failures],
             "usage_counted_by": usage_counter,

@@ -6,8 +6,8 @@ demonstration's output for the new input (see `index.py`), with LangChain's voca
 `input_keys`, `example_keys`, `k`, `fetch_k`, `lambda_mult`, `from_examples`.
 
 Demonstration embeddings are computed once (and for each `add_example`), not per query. The
-examples list is copy-on-write: `add_example` gives this selector a new list, so a `model_copy`
-never sees examples that its index does not hold.
+examples list is copy-on-write: `add_example` gives this selector a new list (the caller's list is
+never changed), so a `model_copy` never sees examples that its index does not hold.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
 
     @model_validator(mode="after")
     def _embed_examples(self) -> RewardExampleSelector:
-        self.examples = list(self.examples)  # ours: the caller's list is never changed
         _ = self._index  # embed now: bad examples fail here, not at the first query
         return self
 

@@ -19,6 +19,7 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +60,7 @@ class OpenAICompatibleServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.faults_injected = 0
+        self.faults_by_kind: Counter[str] = Counter()
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -82,6 +84,7 @@ class OpenAICompatibleServer:
             self.request_count = 0
             self.max_in_flight = self.in_flight
             self.faults_injected = 0
+            self.faults_by_kind.clear()
 
     # -- what to answer -------------------------------------------------------------------------
 
@@ -94,6 +97,7 @@ class OpenAICompatibleServer:
             if self._random.random() < self.failure_rate:
                 fault = self._random.choice(self.faults)
                 self.faults_injected += 1
+                self.faults_by_kind[fault] += 1
             pool = self.answers_by_prompt.get(_last_user_text(request), self.answers)
             if request.get("temperature") == 0:
                 texts = [pool[0]] * n
