@@ -56,15 +56,15 @@ async def test_500_calls_with_30_percent_faults_lose_nothing(
             meta = message.response_metadata["best_of_n"]  # type: ignore[attr-defined]
             assert meta["n_succeeded"] == 8 or meta["retry_waves"] == best.candidate_retries
             assert meta["n_attempted"] == meta["n_succeeded"] + len(meta["failures"])
-            recorded.update(failure.split(":")[0] for failure in meta["failures"])
+            recorded.update(_kind(failure) for failure in meta["failures"])
         injected = server.faults_by_kind
         # what the client saw of each injected fault, one for one
-        assert recorded["InternalServerError"] == injected["500"]
-        assert recorded["RateLimitError"] == injected["429"]
-        assert recorded["JSONDecodeError"] == injected["malformed"]
+        for kind in ("500", "429", "malformed"):
+            assert recorded[kind] == injected[kind], kind
         # a hang ends with no answer, so it is always a failure; on a busy machine a slow
         # answer may time out too, so timeouts are at least the injected hangs
-        assert recorded["APITimeoutError"] >= injected["timeout"]
+        assert recorded["timeout"] >= injected["timeout"]
+        assert set(recorded) <= {"500", "429", "malformed", "timeout"}
         assert 0.25 < server.faults_injected / server.request_count < 0.35
         print(f"\n500 calls: all answered, {dict(recorded)} recorded, {dict(injected)} injected")
 
@@ -100,6 +100,20 @@ async def test_300_calls_with_30_percent_server_errors_lose_none(
             f"\n300 calls (native n={native}): 300 answered, "
             f"{sum(meta['retry_waves'] for meta in answered)} retry waves"
         )
+
+
+def _kind(failure: str) -> str:
+    """The injected fault a recorded failure stands for (langchain-openai wraps the client's
+    exceptions; the messages carry the status)."""
+    for marker, kind in (
+        ("Error code: 500", "500"),
+        ("Error code: 429", "429"),
+        ("timed out", "timeout"),
+        ("JSONDecodeError", "malformed"),
+    ):
+        if marker in failure:
+            return kind
+    return failure
 
 
 async def _calls(best: BestOfN, count: int, at_once: int = 50) -> list[object]:

@@ -7,6 +7,7 @@ every pick has a human rating; with `--model` or OPENAI_BASE_URL a real model is
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -109,7 +110,9 @@ def run_demo(
             "for the average entry\n"
         )
     _show_few_shot(reward_model, contests, held_out[0])
-    if crowd:
+    if crowd and not _has_matplotlib():
+        print("(the best-of-n curve PNG needs the [cli] extra: pip install 'langchain-irl[cli]')")
+    elif crowd:
         print("scoring every entry of the unseen contests for the best-of-n curve ...", flush=True)
         curve = best_of_n_curve(
             [reward_model.score(c.description, c.captions) for c in held_out],
@@ -117,7 +120,6 @@ def run_demo(
             [1, 2, 4, 8, 16, 32],
             seed=seed,
         )
-        require("matplotlib", "the demo's plot", "cli")
         from langchain_irl.evaluation.plots import best_of_n_plot
 
         plot.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,10 @@ def run_demo(
         print(f"best-of-n curve (human rating of the pick vs n) written to {plot}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return summary
+
+
+def _has_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _base_model(name: str | None, contests: list[Contest], seed: int) -> BaseChatModel:

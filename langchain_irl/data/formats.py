@@ -124,7 +124,10 @@ def read_pairs(path: str | Path, *, skip_invalid: bool = False) -> list[Pair]:
 
 
 def check_matched(
-    demos: Sequence[Example], samples: Sequence[Example], demo_file: Path, sample_file: Path
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    demo_file: str | Path = "demonstrations",
+    sample_file: str | Path = "policy samples",
 ) -> None:
     """Refuse data that cannot train or evaluate anything (empty files, samples of inputs no
     demonstration has); warn when only some samples match."""

@@ -1,6 +1,7 @@
 """PNG plots a person would rather see than read: reward histograms and best-of-n curves.
 
-Needs matplotlib (in the `[train]` extra); drawn off-screen.
+Drawn on a `matplotlib.figure.Figure` with its own Agg canvas: no pyplot state, and the backend
+of the caller's process is left alone. Needs matplotlib (the `[cli]` or `[train]` extra).
 """
 
 from __future__ import annotations
@@ -10,23 +11,19 @@ from typing import Any
 
 import numpy as np
 
+from langchain_irl.extras import require
 
-def _pyplot():  # type: ignore[no-untyped-def]
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise RuntimeError("plots need matplotlib: pip install 'langchain-irl[train]'") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _figure(width: float = 7, height: float = 4) -> tuple[Any, Any]:
+    figure_module = require("matplotlib.figure", "plots", "cli")
+    figure = figure_module.Figure(figsize=(width, height))
+    return figure, figure.subplots()
 
 
 def reward_histogram(
     demo_rewards: np.ndarray, sample_rewards: np.ndarray, path: Path, title: str
 ) -> Path:
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure, axes = _figure()
     bins = np.histogram_bin_edges(np.concatenate([demo_rewards, sample_rewards]), bins=40)
     axes.hist(sample_rewards, bins=bins, alpha=0.6, density=True, label="policy samples")
     axes.hist(demo_rewards, bins=bins, alpha=0.6, density=True, label="demonstrations")
@@ -34,8 +31,7 @@ def reward_histogram(
 
 
 def best_of_n_plot(curve: dict[str, list[float]], path: Path, title: str, gold: str) -> Path:
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure, axes = _figure()
     for key, label, style in (
         ("oracle", "oracle (best by the gold score)", "--"),
         ("reward", "best-of-n by the learned reward", "-o"),
@@ -47,13 +43,26 @@ def best_of_n_plot(curve: dict[str, list[float]], path: Path, title: str, gold: 
     return _save(figure, axes, path, title, "n (candidates)", f"mean {gold} of the pick")
 
 
+def line_plot(
+    series: dict[str, tuple[list[float], list[float]]],
+    path: Path,
+    title: str,
+    x_label: str,
+    y_label: str,
+) -> Path:
+    """One line per named series of (x, y) points."""
+    figure, axes = _figure()
+    for label, (xs, ys) in series.items():
+        axes.plot(xs, ys, "-o", label=label)
+    return _save(figure, axes, path, title, x_label, y_label)
+
+
 def _save(figure: Any, axes: Any, path: Path, title: str, x_label: str, y_label: str) -> Path:
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    figure.clf()
-    _pyplot().close(figure)
     return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from langchain_irl.data.formats import Example
+from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed, reward_metrics
 from langchain_irl.reward_model.model import RewardModel
 
@@ -62,6 +62,8 @@ def evaluate(
     plots_dir: Path | None = None,
     suspicious_share: float = 0.5,
 ) -> EvalReport:
+    """Score every record with the model as users run it; plots go to `plots_dir` if given."""
+    check_matched(demos, samples)
     records = [*demos, *samples]
     prompts = [record.prompt(model.card.prompt_format) for record in records]
     unique_prompts = sorted(set(prompts))

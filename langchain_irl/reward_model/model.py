@@ -140,8 +140,10 @@ class RewardModel:
 
         The prompt (a string, or chat messages rendered by the card's rule) is encoded once.
         """
-        if isinstance(candidates, str):
-            raise TypeError("candidates must be a list of strings, not one string")
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+            raise TypeError(
+                f"candidates must be a list of strings, got {type(candidates).__name__}"
+            )
         if not candidates:
             return np.zeros(0, dtype=np.float32)
         return self.scorer(prompt).score(candidates)[0]
@@ -221,7 +223,13 @@ class RewardModel:
         """Share (in %) of held-out demonstrations that score at or below `score`."""
         if self._demo_scores is None:
             raise ValueError(f"reward model {self.name!r} has no calibration in its card")
-        ranks = np.searchsorted(self._demo_scores, score, side="right")
+        try:
+            values = np.asarray(score, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"percentile takes a reward (a number), got {score!r}") from exc
+        if not np.isfinite(values).all():
+            raise ValueError(f"percentile takes a finite reward, got {score!r}")
+        ranks = np.searchsorted(self._demo_scores, values, side="right")
         result = 100.0 * ranks / len(self._demo_scores)
         return float(result) if np.ndim(result) == 0 else result
 

@@ -28,6 +28,10 @@ def render_prompt(prompt: PromptInput, prompt_format: PromptFormat = "last_user"
     """Render a prompt (a string or chat messages) to the text the reward model conditions on."""
     if isinstance(prompt, str):
         return prompt
+    if not isinstance(prompt, Sequence):
+        raise TypeError(
+            f"a prompt is a string or a list of chat messages, got {type(prompt).__name__}"
+        )
     messages = convert_to_messages(list(prompt))
     if prompt_format == "last_user":
         return last_user_text(messages)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from tqdm.auto import tqdm
 
-from langchain_irl.data.formats import Example
+from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import reward_metrics, spearman
 from langchain_irl.evaluation.report import score_by_input
 from langchain_irl.reward_model.card import (
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # int8 is shipped only if it keeps the reward ranking of the fp32 encoder (Spearman on validation).
 QUANTIZATION_MIN_SPEARMAN = 0.99
+# Fewer held-out inputs than this and the card's metrics are mostly noise: say so.
+MIN_VALIDATION_INPUTS = 10
 
 
 @dataclass
@@ -130,6 +132,7 @@ def train(
     """Train, export, re-score with the runtime, write the folder atomically; return its card."""
     if not demos or not samples:
         raise ValueError("training needs at least one demonstration and one policy sample")
+    check_matched(demos, samples)  # before seconds of loading and exporting the encoder
     head_info = HeadInfo(hidden=config.hidden)
     summary = _data_summary(demos, samples, config)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
@@ -153,7 +156,13 @@ def train(
             layers = standardised_layers(
                 head, train_set.phi(head_info.features)[~train_set.is_demo]
             )
-        summary["validation_inputs"] = len(np.unique(data.groups[valid]))
+        summary["validation_inputs"] = validation_inputs = len(np.unique(data.groups[valid]))
+        if validation_inputs < MIN_VALIDATION_INPUTS:
+            logger.warning(
+                "only %d validation inputs: the card's metrics are too noisy to trust (raise "
+                "--validation-share, or give more inputs)",
+                validation_inputs,
+            )
         summary["inputs"] = len(data.prompts)
 
         reference = head_forward(layers, valid_set.phi(head_info.features))
