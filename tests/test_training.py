@@ -16,7 +16,8 @@ from langchain_irl.evaluation.report import evaluate
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.encoder import load_encoder
 from langchain_irl.train.finetune import fine_tune
-from langchain_irl.train.head_training import train_head
+from langchain_irl.train.head import head_features
+from langchain_irl.train.head_training import CandidateFeatures, train_head
 from langchain_irl.train.losses import TORCH_OBJECTIVES, CandidateSets, objective_loss
 from langchain_irl.train.pipeline import train
 from tests.conftest import CAPTIONS, HH_PAIRS
@@ -29,20 +30,24 @@ def data() -> tuple[list[Example], list[Example]]:
     return caption_contest(CAPTIONS, top=8, sample_chunks=["middle"], contests=CONTESTS)
 
 
-def _synthetic(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _synthetic(seed: int = 0) -> tuple[CandidateFeatures, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(20), 10)
     is_demo = np.tile(np.arange(10) < 2, 20)
-    phi = rng.normal(size=(200, 6)).astype(np.float32)
-    phi[is_demo, 0] += 1.5  # demonstrations differ in one feature
-    return phi, groups, is_demo
+    prompts = rng.normal(size=(20, 3)).astype(np.float32)
+    candidates = rng.normal(size=(200, 3)).astype(np.float32)
+    candidates[is_demo, 0] += 1.5  # demonstrations differ in one direction
+    features = np.zeros((200, 0), np.float32)
+    data = CandidateFeatures.of(prompts, groups, candidates, features)
+    phi = head_features(prompts[groups], candidates, features)
+    return data, phi, is_demo
 
 
 @pytest.mark.parametrize("objective", TORCH_OBJECTIVES)
 @pytest.mark.parametrize("hidden", [(), (8,)])
 def test_torch_objectives_learn_the_demo_direction(objective: str, hidden: tuple[int, ...]) -> None:
-    phi, groups, is_demo = _synthetic()
-    layers = train_head(phi, groups, is_demo, objective, hidden=hidden, max_epochs=200)
+    data, phi, is_demo = _synthetic()
+    layers = train_head(data, is_demo, objective, hidden=hidden, max_epochs=200)
     from langchain_irl.train.head import head_forward
 
     rewards = head_forward(layers, phi)
@@ -65,6 +70,39 @@ def test_candidate_sets_pair_demos_with_their_own_samples() -> None:
     assert list(sets.demos) == [0, 3]
     matrix = sets.draw(3, np.random.default_rng(0))
     assert set(matrix[0, 1:]) <= {1, 2} and set(matrix[1, 1:]) == {4}
+    off = sets.draw(1, np.random.default_rng(0), off_topic=5)
+    assert off.shape == (2, 7)
+    assert set(off[0, 2:]) == {3} and set(off[1, 2:]) == {0}  # the other input's demonstration
+
+
+def test_off_topic_negatives_teach_the_reward_to_read_the_input() -> None:
+    """Every output is on its input's topic; demonstrations add a style. The same-input contrast
+    only shows the style; demonstrations of other inputs, scored under this one, show that the
+    topic matters too."""
+    rng = np.random.default_rng(0)
+    inputs, per_input, dim = 30, 6, 8
+    prompts = rng.normal(size=(inputs, dim)).astype(np.float32)
+    groups = np.repeat(np.arange(inputs), per_input)
+    is_demo = np.tile(np.arange(per_input) < 2, inputs)
+    candidates = rng.normal(size=(len(groups), dim)).astype(np.float32) + prompts[groups]
+    candidates[is_demo, 0] += 2.0  # the demonstrations' style, whatever the input
+    features = np.zeros((len(groups), 0), np.float32)
+    data = CandidateFeatures.of(prompts, groups, candidates, features)
+    demos = np.flatnonzero(is_demo)
+    from langchain_irl.train.head import head_forward
+
+    def matching(off_topic: int) -> float:
+        """Share of demonstrations scored higher under their own input than under another."""
+        layers = train_head(data, is_demo, "maxent", off_topic=off_topic, max_epochs=150)
+
+        def under(inputs_of_demos: np.ndarray) -> np.ndarray:
+            phi = head_features(prompts[inputs_of_demos], candidates[demos], features[demos])
+            return head_forward(layers, phi)
+
+        return float((under(groups[demos]) > under((groups[demos] + 1) % inputs)).mean())
+
+    assert matching(off_topic=0) < 0.6  # style alone: the input is ignored
+    assert matching(off_topic=4) > 0.85
 
 
 def test_maxent_mlp_pipeline(data: tuple[list, list], tmp_path: Path) -> None:

@@ -193,6 +193,13 @@ def _parser() -> argparse.ArgumentParser:
         "feature-matching(-whitened): closed form",
     )
     train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
+    train.add_argument(
+        "--off-topic",
+        type=int,
+        default=0,
+        help="demonstrations of other inputs added to each candidate set as negatives, so that "
+        "the reward depends on the input (the card's matching_accuracy measures it)",
+    )
     train.add_argument("--encoder", type=Path, help=ENCODER_HELP)
     train.add_argument("--max-tokens", type=_positive, default=128, help="tokens the encoder reads")
     train.add_argument(
@@ -375,6 +382,7 @@ def _run_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         objective=args.objective or ("bt" if args.pairs else "maxent"),
         hidden=tuple(args.hidden),
+        off_topic=args.off_topic,
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,

@@ -54,6 +54,40 @@ def score_by_input(
     return rewards
 
 
+def matching_accuracy(
+    model: RewardModel,
+    prompts: Sequence[str],
+    groups: np.ndarray,
+    texts: Sequence[str],
+    is_demo: np.ndarray,
+    *,
+    others: int = 4,
+    seed: int = 0,
+) -> float | None:
+    """Share of demonstrations that score higher under their own input than under each of
+    `others` random other inputs (chance: 1 / (others + 1)). A reward that ignores the input
+    scores a demonstration the same under every input and sits at chance. None with fewer than
+    `others + 1` inputs."""
+    inputs = np.unique(groups)
+    if len(inputs) <= others:
+        return None
+    demos = np.flatnonzero(is_demo)
+    rng = np.random.default_rng(seed)
+    prompt_embeddings = dict(zip(inputs, model.embed([prompts[g] for g in inputs]), strict=True))
+    embeddings, tokens = model.encoder.encode([texts[i] for i in demos])
+    wins = 0
+    for row, i in enumerate(demos):
+        rivals = rng.choice(inputs[inputs != groups[i]], size=others, replace=False)
+        candidates = [groups[i], *rivals]
+        rewards = model.score_embedded(
+            np.stack([prompt_embeddings[g] for g in candidates]),
+            np.repeat(embeddings[row : row + 1], len(candidates), axis=0),
+            np.repeat(tokens[row : row + 1], len(candidates)),
+        )
+        wins += bool(rewards[0] > rewards[1:].max())
+    return wins / len(demos)
+
+
 def evaluate(
     model: RewardModel,
     demos: Sequence[Example],

@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
     """Hidden layer sizes of the head (empty: linear)."""
     fine_tune: FineTuneConfig | None = None
     """Fine-tune the encoder with the head (None: frozen encoder, head only)."""
+    off_topic: int = Field(default=0, ge=0)
+    """Demonstrations of other inputs added to each candidate set as negatives: they teach the
+    reward to depend on the input (see the card's `matching_accuracy`)."""
     quantize: bool = True
     validation_share: float = Field(default=0.15, ge=0, lt=1)
     seed: int = 0
@@ -55,8 +58,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _closed_form_is_linear(self) -> TrainConfig:
-        if self.objective in CLOSED_FORM and (self.hidden or self.fine_tune):
+        if self.objective in CLOSED_FORM and (self.hidden or self.fine_tune or self.off_topic):
             raise ValueError(
-                f"{self.objective} is a closed-form linear reward: no hidden layers, no fine-tuning"
+                f"{self.objective} is a closed-form linear reward: no hidden layers, no "
+                "fine-tuning, no off-topic negatives"
             )
         return self

@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerBase
 from langchain_irl.train.config import FineTuneConfig
 from langchain_irl.train.encoder import SentenceEncoder
 from langchain_irl.train.head import Layer
-from langchain_irl.train.head_training import RewardHead
+from langchain_irl.train.head_training import RewardHead, cell_phi
 from langchain_irl.train.losses import CandidateSets, objective_loss
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def fine_tune(
     config: FineTuneConfig,
     *,
     max_tokens: int,
+    off_topic: int = 0,
     seed: int = 0,
 ) -> tuple[list[Layer], FineTuneReport]:
     """Train `encoder` in place; return the jointly trained head's layers and the throughput."""
@@ -82,7 +83,7 @@ def fine_tune(
         rng = np.random.default_rng([seed, step])
         torch.manual_seed(seed * 1_000_003 + step)
         rows = rng.choice(len(sets.demos), size=min(config.batch, len(sets.demos)), replace=False)
-        matrix = sets.draw(config.samples_per_demo, rng, rows)
+        matrix = sets.draw(config.samples_per_demo, rng, rows, off_topic=off_topic)
         rewards = _rewards(encoder, head, tokenizer, prompts, texts, groups, matrix, max_tokens)
         loss = objective_loss(objective, rewards)
         optimizer.zero_grad()
@@ -113,16 +114,21 @@ def _rewards(
     matrix: np.ndarray,
     max_tokens: int,
 ) -> torch.Tensor:
+    """Rewards (rows, columns): every column under its row's input (each text encoded once)."""
     records, inverse = np.unique(matrix, return_inverse=True)
-    prompt_ids, prompt_inverse = np.unique(groups[records], return_inverse=True)
+    prompt_ids, prompt_inverse = np.unique(groups[matrix[:, 0]], return_inverse=True)
     candidate_embeddings, token_counts = _encode(
         encoder, tokenizer, [texts[i] for i in records], max_tokens
     )
     prompt_embeddings, _ = _encode(encoder, tokenizer, [prompts[i] for i in prompt_ids], max_tokens)
+    cells = torch.from_numpy(inverse.reshape(matrix.shape))
     features = torch.log1p(token_counts.float())[:, None]
-    interaction = prompt_embeddings[torch.from_numpy(prompt_inverse)] * candidate_embeddings
-    phi = torch.cat([candidate_embeddings, interaction, features], dim=1)
-    return head(phi)[torch.from_numpy(inverse.reshape(matrix.shape))]
+    phi = cell_phi(
+        prompt_embeddings[torch.from_numpy(prompt_inverse)],
+        candidate_embeddings[cells],
+        features[cells],
+    )
+    return head(phi)
 
 
 def _encode(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -71,22 +72,66 @@ def standardised_layers(head: RewardHead, phi_samples: np.ndarray) -> list[Layer
     return head.to_layers(scale=float(rewards.std()) or 1.0, shift=float(rewards.mean()))
 
 
+@dataclass(frozen=True)
+class CandidateFeatures:
+    """Embeddings encoded once, from which the head's input phi(x, y) = [e_y, e_x * e_y, f(y)]
+    is built for any (input, candidate) pair: a candidate can be scored under another input."""
+
+    prompts: torch.Tensor  # (inputs, dim)
+    groups: np.ndarray  # (records,) the input of each record
+    candidates: torch.Tensor  # (records, dim)
+    features: torch.Tensor  # (records, features)
+
+    @classmethod
+    def of(
+        cls,
+        prompts: np.ndarray,
+        groups: np.ndarray,
+        candidates: np.ndarray,
+        features: np.ndarray,
+    ) -> CandidateFeatures:
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+        return cls(tensor(prompts), groups, tensor(candidates), tensor(features))
+
+    @property
+    def size(self) -> int:
+        return 2 * self.candidates.shape[1] + self.features.shape[1]
+
+    def phi(self, matrix: np.ndarray) -> torch.Tensor:
+        """(rows, columns, size): every column scored under its row's input (column 0's)."""
+        cells = torch.from_numpy(matrix)
+        rows = torch.from_numpy(self.groups[matrix[:, 0]])
+        return cell_phi(self.prompts[rows], self.candidates[cells], self.features[cells])
+
+
+def cell_phi(
+    row_prompts: torch.Tensor, candidates: torch.Tensor, features: torch.Tensor
+) -> torch.Tensor:
+    """phi for a (rows, columns) grid: row_prompts (rows, dim), candidates (rows, columns, dim)."""
+    interaction = row_prompts[:, None, :] * candidates
+    return torch.cat([candidates, interaction, features], dim=-1)
+
+
 def train_head(
-    phi: np.ndarray,
-    groups: np.ndarray,
+    data: CandidateFeatures,
     is_demo: np.ndarray,
     objective: str,
     *,
     hidden: Sequence[int] = (),
     samples_per_demo: int = 8,
+    off_topic: int = 0,
     max_epochs: int = 400,
     patience: int = 25,
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-3,
     seed: int = 0,
 ) -> list[Layer]:
+    """The head on frozen features; early stopping on a tenth of the training inputs."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    groups = data.groups
     inputs = np.unique(groups)
     n_stop = max(1, len(inputs) // 10) if len(inputs) > 1 else 0
     stop_inputs = rng.permutation(inputs)[:n_stop]
@@ -95,29 +140,34 @@ def train_head(
     stop_sets = CandidateSets.from_groups(np.where(holdout, groups, -1), is_demo & holdout)
     if len(fit_sets.demos) == 0:
         raise ValueError("no training input has both a demonstration and a policy sample")
-    features = torch.from_numpy(np.ascontiguousarray(phi, dtype=np.float32))
-    head = RewardHead(phi.shape[1], hidden)
+    head = RewardHead(data.size, hidden)
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    stop_matrix = stop_sets.draw(samples_per_demo, rng) if len(stop_sets.demos) else None
+    stop_phi = None
+    if len(stop_sets.demos):
+        stop_off_topic = off_topic if len(np.unique(stop_sets.groups)) > 1 else 0
+        stop_phi = data.phi(stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic))
     best = (np.inf, head.state_dict())
     waited = 0
     for _ in tqdm(range(max_epochs), desc=f"{objective} head", unit="epoch", leave=False):
-        matrix = torch.from_numpy(fit_sets.draw(samples_per_demo, rng))
-        loss = objective_loss(objective, head(features[matrix]))
+        matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic)
+        loss = objective_loss(objective, head(data.phi(matrix)))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if stop_matrix is None:
+        if stop_phi is None:
             continue
         with torch.no_grad():
-            held = float(objective_loss(objective, head(features[torch.from_numpy(stop_matrix)])))
+            held = float(objective_loss(objective, head(stop_phi)))
         if held < best[0] - 1e-4:
             best, waited = (held, {k: v.clone() for k, v in head.state_dict().items()}), 0
         else:
             waited += 1
             if waited >= patience:
                 break
-    if stop_matrix is not None:
+    if stop_phi is not None:
         head.load_state_dict(best[1])
         logger.info("%s head: early-stopping loss %.4f", objective, best[0])
-    return standardised_layers(head, phi[~is_demo])
+    samples = np.flatnonzero(~is_demo)[:, None]
+    with torch.no_grad():
+        sample_phi = data.phi(samples)[:, 0].numpy()
+    return standardised_layers(head, sample_phi)

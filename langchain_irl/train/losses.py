@@ -43,20 +43,43 @@ class CandidateSets:
 
     demos: np.ndarray
     samples: list[np.ndarray]
+    groups: np.ndarray  # the input of each demonstration
 
     @classmethod
     def from_groups(cls, groups: np.ndarray, is_demo: np.ndarray) -> CandidateSets:
         by_group = {g: np.flatnonzero((groups == g) & ~is_demo) for g in np.unique(groups)}
-        demos = np.array([i for i in np.flatnonzero(is_demo) if len(by_group[groups[i]])])
-        return cls(demos, [by_group[groups[i]] for i in demos])
+        demos = np.array([i for i in np.flatnonzero(is_demo) if len(by_group[groups[i]])], int)
+        return cls(demos, [by_group[groups[i]] for i in demos], groups[demos])
 
-    def draw(self, k: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> np.ndarray:
-        """An index matrix (rows, 1 + k): each demo with k of its samples (with replacement only
-        when it has fewer than k)."""
+    def draw(
+        self,
+        k: int,
+        rng: np.random.Generator,
+        rows: np.ndarray | None = None,
+        off_topic: int = 0,
+    ) -> np.ndarray:
+        """An index matrix (rows, 1 + k + off_topic): each demo, k of its samples (with
+        replacement only when it has fewer than k), then `off_topic` demonstrations of other
+        inputs: outputs the policy could give here too, but written for something else. Every
+        column is scored under the row's input (the demo's), so they teach r(x, y) to read x."""
         chosen = np.arange(len(self.demos)) if rows is None else rows
-        matrix = np.empty((len(chosen), 1 + k), dtype=np.int64)
+        matrix = np.empty((len(chosen), 1 + k + off_topic), dtype=np.int64)
         for row, i in enumerate(chosen):
             pool = self.samples[i]
             matrix[row, 0] = self.demos[i]
-            matrix[row, 1:] = rng.choice(pool, size=k, replace=len(pool) < k)
+            matrix[row, 1 : 1 + k] = rng.choice(pool, size=k, replace=len(pool) < k)
+        if off_topic:
+            matrix[:, 1 + k :] = self._other_inputs_demos(chosen, off_topic, rng)
         return matrix
+
+    def _other_inputs_demos(
+        self, rows: np.ndarray, count: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        if len(np.unique(self.groups)) < 2:
+            raise ValueError("off-topic negatives need demonstrations of at least two inputs")
+        picks = rng.integers(0, len(self.demos), size=(len(rows), count))
+        same = self.groups[picks] == self.groups[rows][:, None]
+        while same.any():  # redraw the few that landed on the row's own input
+            picks[same] = rng.integers(0, len(self.demos), size=int(same.sum()))
+            same = self.groups[picks] == self.groups[rows][:, None]
+        return self.demos[picks]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import reward_metrics, spearman
-from langchain_irl.evaluation.report import score_by_input
+from langchain_irl.evaluation.report import matching_accuracy, score_by_input
 from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
     DEMOS_FILE,
@@ -44,7 +44,12 @@ from langchain_irl.train.encoder import (
 )
 from langchain_irl.train.finetune import fine_tune
 from langchain_irl.train.head import Layer, build_head, head_features, head_forward
-from langchain_irl.train.head_training import RewardHead, standardised_layers, train_head
+from langchain_irl.train.head_training import (
+    CandidateFeatures,
+    RewardHead,
+    standardised_layers,
+    train_head,
+)
 from langchain_irl.train.objectives import OBJECTIVES
 
 logger = logging.getLogger(__name__)
@@ -200,6 +205,11 @@ def train(
                     QUANTIZATION_MIN_SPEARMAN,
                 )
         metrics |= reward_metrics(rewards, valid_set.groups, valid_set.is_demo, valid_set.gold)
+        matching = matching_accuracy(
+            model, valid_set.prompts, valid_set.groups, valid_set.texts, valid_set.is_demo
+        )
+        if matching is not None:
+            metrics["matching_accuracy"] = matching
         calibration = Calibration(
             demo_scores=tuple(np.round(rewards[valid_set.is_demo], 5).tolist()),
             sample_scores=tuple(np.round(rewards[~valid_set.is_demo], 5).tolist()),
@@ -211,15 +221,21 @@ def train(
 
 def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> list[Layer]:
     """The head's layers on frozen features, by the configured objective."""
-    phi = records.phi(head_info.features)
     if config.objective in OBJECTIVES:
+        phi = records.phi(head_info.features)
         return OBJECTIVES[config.objective](phi[records.is_demo], phi[~records.is_demo])
-    return train_head(
-        phi,
+    data = CandidateFeatures.of(
+        records.prompt_embeddings,
         records.groups,
+        records.embeddings,
+        candidate_features(records.token_counts, head_info.features),
+    )
+    return train_head(
+        data,
         records.is_demo,
         config.objective,
         hidden=config.hidden,
+        off_topic=config.off_topic,
         seed=config.seed,
     )
 
@@ -246,6 +262,7 @@ def _fine_tune(
         config.objective,
         config.fine_tune,
         max_tokens=config.max_tokens,
+        off_topic=config.off_topic,
         seed=config.seed,
     )
     return layers, {
