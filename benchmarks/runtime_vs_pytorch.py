@@ -6,8 +6,9 @@ Every variant runs the same weights: the pretrained encoder (exported here to fp
 way `train` does) with the bundled model's head. Cases: one prompt with 16 short captions (~15
 tokens), and one prompt with 16 candidates of ~256 tokens. Prints median wall time per `score`
 call, the speed-up over PyTorch, the Spearman of each variant's rewards vs PyTorch fp32 on 2,000
-real captions, and peak RSS of a process that loads the bundled model folder and scores (without
-importing torch). Needs the [train] extra.
+real captions, the largest change of a score between scoring 16 captions at once and one at a
+time (a score must be a function of its inputs), and peak RSS of a process that loads the bundled
+model folder and scores (without importing torch). Needs the [train] extra.
 """
 
 from __future__ import annotations
@@ -157,17 +158,24 @@ def main() -> None:
                         np.concatenate(
                             [score(prompt, quality_texts[i : i + 100]) for i in range(0, 2000, 100)]
                         ),
+                        # a score must not depend on its batch: 16 at once vs one at a time
+                        float(
+                            np.abs(
+                                score(prompt, short)
+                                - np.array([score(prompt, [text])[0] for text in short])
+                            ).max()
+                        ),
                     )
                 )
     print(
         f"{'variant':<28}{'max tok':>8}{'16 short ms':>13}{'x torch':>9}"
-        f"{'16 long ms':>12}{'x torch':>9}{'spearman':>10}"
+        f"{'16 long ms':>12}{'x torch':>9}{'spearman':>10}{'batch |diff|':>14}"
     )
-    for name, max_tokens, short_ms, long_ms, rewards in rows:
+    for name, max_tokens, short_ms, long_ms, rewards, batch_diff in rows:
         base = next(r for r in rows if r[0] == "pytorch fp32" and r[1] == max_tokens)
         print(
             f"{name:<28}{max_tokens:>8}{short_ms:>13.1f}{base[2] / short_ms:>9.2f}{long_ms:>12.1f}"
-            f"{base[3] / long_ms:>9.2f}{spearman(base[4], rewards):>10.4f}"
+            f"{base[3] / long_ms:>9.2f}{spearman(base[4], rewards):>10.4f}{batch_diff:>14.2e}"
         )
     print(
         "\npeak RSS, load + score without torch: "

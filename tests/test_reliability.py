@@ -10,6 +10,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -200,13 +201,12 @@ def test_fuzz_pairs(record: dict) -> None:
             parse_pair(record)
 
 
-def test_megabyte_input_is_truncated_fast(model: RewardModel) -> None:
-    import time
-
+def test_megabyte_unicode_input_is_truncated(model: RewardModel) -> None:
     huge = "\U0001f600 mixed テキスト \x07" * 60_000  # ~1 MB
-    start = time.perf_counter()
     scores = model.score(huge, [huge, ""])
-    assert time.perf_counter() - start < 3 and scores.shape == (2,)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    _, counts = model.encoder.encode([huge])
+    assert counts[0] <= model.card.max_tokens
 
 
 def test_a_crash_while_writing_never_leaves_a_loadable_half_folder(

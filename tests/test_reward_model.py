@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,7 +14,19 @@ from hypothesis import strategies as st
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_irl import RewardModel
+from langchain_irl.reward_model.encoder import CHARS_PER_TOKEN_BOUND
 from tests.conftest import BUNDLED_MODEL, ROOT
+
+PROMPT_FOR_DETERMINISM = "A well-dressed man complaining about his fuming soup to a server"
+CANDIDATE_POOL = [
+    "I'm going to need a bigger spoon.",
+    "Could Mother Nature have her own bowl?",
+    "",
+    "Waiter, there's a volcano in my soup. " * 12,  # long: truncated
+    "Soup of the day: lava.",
+    "🍲🔥",
+    "It's not the heat, it's the humidity.",
+]
 
 
 def test_score_one_float_per_candidate(model: RewardModel, contests: list[dict]) -> None:
@@ -67,13 +78,33 @@ def test_empty_inputs(model: RewardModel) -> None:
     assert scores.shape == (2,) and np.isfinite(scores).all()
 
 
-def test_long_text_is_truncated_not_an_error(model: RewardModel) -> None:
+def test_long_text_is_truncated_not_an_error(
+    model: RewardModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     words = "the cat sat on the mat " * 200_000  # ~4.6 MB
-    start = time.perf_counter()
+    tokenizer = model.encoder._tokenizer
+    seen: list[int] = []
+    real_encode_batch = tokenizer.encode_batch
+
+    def recording(texts):  # type: ignore[no-untyped-def]
+        seen.extend(len(text) for text in texts)
+        return real_encode_batch(texts)
+
+    monkeypatch.setattr(model.encoder, "_tokenizer", _Proxy(tokenizer, recording))
     long_score = model.score(words, [words])
-    assert time.perf_counter() - start < 5
+    # the tokenizer never sees more than 64 characters per allowed token: bounded work
+    assert max(seen) <= model.card.max_tokens * CHARS_PER_TOKEN_BOUND < len(words)
+    monkeypatch.undo()
     cut = " ".join(words.split()[: model.card.max_tokens])
-    np.testing.assert_allclose(long_score, model.score(cut, [cut]), atol=1e-4)
+    np.testing.assert_allclose(long_score, model.score(cut, [cut]), atol=1e-6)
+
+
+class _Proxy:
+    def __init__(self, target: object, encode_batch: object) -> None:
+        self._target, self.encode_batch = target, encode_batch
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._target, name)
 
 
 def test_candidates_must_be_strings(model: RewardModel) -> None:
@@ -154,3 +185,20 @@ def test_runtime_needs_no_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "[" in result.stdout
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_score_does_not_depend_on_its_batch(model: RewardModel, data: st.DataObject) -> None:
+    """The same (prompt, candidate, model) gives the same score, within 1e-6, whatever else is in
+    the call, in whatever order, one candidate or 64 (int8 encoder included)."""
+    pool = CANDIDATE_POOL
+    target = data.draw(st.sampled_from(pool))
+    others = data.draw(st.lists(st.sampled_from(pool), max_size=63))
+    position = data.draw(st.integers(min_value=0, max_value=len(others)))
+    batch = [*others[:position], target, *others[position:]]
+    alone = model.score(PROMPT_FOR_DETERMINISM, [target])[0]
+    together = model.score(PROMPT_FOR_DETERMINISM, batch)[position]
+    assert abs(float(alone) - float(together)) <= 1e-6
