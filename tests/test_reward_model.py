@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +204,18 @@ def test_a_score_does_not_depend_on_its_batch(model: RewardModel, data: st.DataO
     alone = model.score(PROMPT_FOR_DETERMINISM, [target])[0]
     together = model.score(PROMPT_FOR_DETERMINISM, batch)[position]
     assert abs(float(alone) - float(together)) <= 1e-6
+
+
+def test_a_model_can_read_the_end_of_long_prompts(model_copy: Path) -> None:
+    """`prompt_keeps: end` (the default for dialogue transcripts): the turn the reply answers is
+    read, however long the dialogue before it."""
+    card = json.loads((model_copy / "card.json").read_text())
+    (model_copy / "card.json").write_text(json.dumps({**card, "prompt_keeps": "end"}))
+    tail_reader = RewardModel.load(model_copy)
+    ending = "\n\nHuman: I locked myself out." * 40 + "\n\nHuman: How do I pick a lock?"
+    long_a = "\n\nHuman: hello\n\nAssistant: hi" * 200 + ending  # differs before the window
+    long_b = "\n\nHuman: tell me about cats\n\nAssistant: they purr" * 150 + ending
+    reply = ["I can't help with breaking into places."]
+    assert tail_reader.score(long_a, reply)[0] == tail_reader.score(long_b, reply)[0]
+    start_reader = RewardModel.load(BUNDLED_MODEL)  # reads the start: the two prompts differ
+    assert start_reader.score(long_a, reply)[0] != start_reader.score(long_b, reply)[0]

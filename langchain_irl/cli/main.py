@@ -208,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="how a chat input becomes text (default: transcript with --pairs, else last_user)",
     )
+    train.add_argument(
+        "--prompt-keeps",
+        choices=["start", "end"],
+        default=None,
+        help="which part of a prompt longer than --max-tokens the encoder reads "
+        "(default: the end of a transcript, the start of anything else)",
+    )
     train.add_argument("--no-quantize", action="store_true", help="ship the fp32 encoder")
     train.add_argument(
         "--validation-share", type=_share, default=0.15, help="share of inputs held out"
@@ -387,6 +394,7 @@ def _run_train(args: argparse.Namespace) -> None:
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,
         prompt_format=args.prompt_format or ("transcript" if args.pairs else "last_user"),
+        prompt_keeps=args.prompt_keeps,
         quantize=not args.no_quantize,
         validation_share=args.validation_share,
         seed=args.seed,

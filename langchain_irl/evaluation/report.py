@@ -73,7 +73,9 @@ def matching_accuracy(
         return None
     demos = np.flatnonzero(is_demo)
     rng = np.random.default_rng(seed)
-    prompt_embeddings = dict(zip(inputs, model.embed([prompts[g] for g in inputs]), strict=True))
+    prompt_embeddings = dict(
+        zip(inputs, model.embed_prompts([prompts[g] for g in inputs]), strict=True)
+    )
     embeddings, tokens = model.encoder.encode([texts[i] for i in demos])
     wins = 0
     for row, i in enumerate(demos):

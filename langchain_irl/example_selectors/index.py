@@ -46,7 +46,7 @@ class DemoIndex:
     @classmethod
     def build(cls, model: RewardModel, inputs: list[str], outputs: list[str]) -> DemoIndex:
         dim = model.card.encoder.dim
-        input_embeddings = model.embed(inputs) if inputs else np.zeros((0, dim), np.float32)
+        input_embeddings = model.embed_prompts(inputs) if inputs else np.zeros((0, dim), np.float32)
         if outputs:
             output_embeddings, tokens = model.encoder.encode(outputs)
         else:
@@ -72,7 +72,7 @@ class DemoIndex:
         )
 
     def relevance_and_reward(self, model: RewardModel, query: str) -> tuple[np.ndarray, np.ndarray]:
-        query_embedding = model.embed([query])
+        query_embedding = model.embed_prompts([query])
         # einsum, not BLAS: BLAS threads would fight onnxruntime's still-spinning ones (2x slower)
         relevance = np.einsum("nd,d->n", self.inputs, query_embedding[0])
         if self.base is not None and self.interaction is not None:

@@ -69,6 +69,9 @@ class ModelCard(_Strict):
     head: HeadInfo = HeadInfo()
     max_tokens: int = Field(gt=0, le=8192)
     prompt_format: Literal["last_user", "transcript"] = "last_user"
+    prompt_keeps: Literal["start", "end"] = "start"
+    """Which part of a prompt longer than `max_tokens` the encoder reads: a dialogue's end holds
+    the turn the reply answers."""
     objective: str
     training_data: dict[str, Any] = {}
     metrics: dict[str, float] = {}

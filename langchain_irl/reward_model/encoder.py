@@ -6,11 +6,13 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+Truncation = Literal["start", "end"]
 # Texts are cut to this many characters per allowed token before tokenising: it bounds the work a
 # megabyte-long input can cause, and no real tokenizer averages more characters per token.
 CHARS_PER_TOKEN_BOUND = 64
@@ -47,6 +49,9 @@ class OnnxEncoder:
         self._workers = ThreadPoolExecutor(workers, "onnx-encoder") if workers > 1 else None
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_tokens)
+        # The same tokenizer, keeping the end of a text (a dialogue's last turns) when it cuts.
+        self._tail_tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._tail_tokenizer.enable_truncation(max_length=max_tokens, direction="left")
 
     @classmethod
     def from_files(
@@ -67,13 +72,20 @@ class OnnxEncoder:
         encoding = self._tokenizer.encode(text, add_special_tokens=False)
         return len(encoding.ids) + sum(len(part.ids) for part in encoding.overflowing)
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings, float32 (n, dim), and each text's content-token count after truncation."""
+    def encode(
+        self, texts: Sequence[str], *, keep: Truncation = "start"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings, float32 (n, dim), and each text's content-token count after truncation.
+
+        `keep`: which part of a text longer than `max_tokens` is read, its start or its end."""
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
         limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
-        encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
+        if keep == "end":
+            encodings = self._tail_tokenizer.encode_batch([text[-limit:] for text in texts])
+        else:
+            encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
         if self._workers is not None and len(encodings) > 1:
             rows = list(self._workers.map(self._embed_one, encodings))
         else:

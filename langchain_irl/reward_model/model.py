@@ -135,6 +135,10 @@ class RewardModel:
         """Embed texts with the model's encoder: float32 array of shape (len(texts), dim)."""
         return self.encoder.encode(texts)[0]
 
+    def embed_prompts(self, prompts: Sequence[str]) -> np.ndarray:
+        """Embed rendered prompts, truncated as the card says (`prompt_keeps`)."""
+        return self.encoder.encode(prompts, keep=self.card.prompt_keeps)[0]
+
     def score(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
         """One reward per candidate (float32, higher is better), all for the same prompt.
 
@@ -150,7 +154,7 @@ class RewardModel:
 
     def scorer(self, prompt: PromptInput) -> PromptScorer:
         """A scorer for one prompt: the prompt is encoded now, candidates whenever they arrive."""
-        return PromptScorer(self, self.embed([self.render(prompt)]))
+        return PromptScorer(self, self.embed_prompts([self.render(prompt)]))
 
     async def ascore(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
         """`score` in a worker thread, so the event loop keeps running."""

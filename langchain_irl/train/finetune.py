@@ -52,9 +52,13 @@ def fine_tune(
     *,
     max_tokens: int,
     off_topic: int = 0,
+    prompt_tokenizer: PreTrainedTokenizerBase | None = None,
     seed: int = 0,
 ) -> tuple[list[Layer], FineTuneReport]:
-    """Train `encoder` in place; return the jointly trained head's layers and the throughput."""
+    """Train `encoder` in place; return the jointly trained head's layers and the throughput.
+
+    `prompt_tokenizer` encodes the prompts (e.g. one that truncates on the left), default
+    `tokenizer`."""
     sets = CandidateSets.from_groups(groups, is_demo)
     if len(sets.demos) == 0:
         raise ValueError("no input has both a demonstration and a policy sample to fine-tune on")
@@ -84,7 +88,16 @@ def fine_tune(
         torch.manual_seed(seed * 1_000_003 + step)
         rows = rng.choice(len(sets.demos), size=min(config.batch, len(sets.demos)), replace=False)
         matrix = sets.draw(config.samples_per_demo, rng, rows, off_topic=off_topic)
-        rewards = _rewards(encoder, head, tokenizer, prompts, texts, groups, matrix, max_tokens)
+        rewards = _rewards(
+            encoder,
+            head,
+            (prompt_tokenizer or tokenizer, tokenizer),
+            prompts,
+            texts,
+            groups,
+            matrix,
+            max_tokens,
+        )
         loss = objective_loss(objective, rewards)
         optimizer.zero_grad()
         loss.backward()
@@ -107,7 +120,7 @@ def fine_tune(
 def _rewards(
     encoder: SentenceEncoder,
     head: RewardHead,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizers: tuple[PreTrainedTokenizerBase, PreTrainedTokenizerBase],
     prompts: Sequence[str],
     texts: Sequence[str],
     groups: np.ndarray,
@@ -117,10 +130,13 @@ def _rewards(
     """Rewards (rows, columns): every column under its row's input (each text encoded once)."""
     records, inverse = np.unique(matrix, return_inverse=True)
     prompt_ids, prompt_inverse = np.unique(groups[matrix[:, 0]], return_inverse=True)
+    prompt_tokenizer, tokenizer = tokenizers
     candidate_embeddings, token_counts = _encode(
         encoder, tokenizer, [texts[i] for i in records], max_tokens
     )
-    prompt_embeddings, _ = _encode(encoder, tokenizer, [prompts[i] for i in prompt_ids], max_tokens)
+    prompt_embeddings, _ = _encode(
+        encoder, prompt_tokenizer, [prompts[i] for i in prompt_ids], max_tokens
+    )
     cells = torch.from_numpy(inverse.reshape(matrix.shape))
     features = torch.log1p(token_counts.float())[:, None]
     phi = cell_phi(

@@ -31,7 +31,7 @@ from langchain_irl.reward_model.card import (
     HeadInfo,
     ModelCard,
 )
-from langchain_irl.reward_model.encoder import OnnxEncoder
+from langchain_irl.reward_model.encoder import OnnxEncoder, Truncation
 from langchain_irl.reward_model.model import RewardModel, candidate_features
 from langchain_irl.reward_model.rendering import PromptFormat
 from langchain_irl.train.artifact import write_model_folder
@@ -95,28 +95,34 @@ def encode_examples(
     demos: Sequence[Example],
     samples: Sequence[Example],
     prompt_format: PromptFormat,
+    prompt_keeps: Truncation = "start",
     chunk: int = 512,
 ) -> EncodedSet:
     records = [*demos, *samples]
     rendered = [record.prompt(prompt_format) for record in records]
     prompts = sorted(set(rendered))
     index = {prompt: i for i, prompt in enumerate(prompts)}
-    texts = prompts + [record.output for record in records]
-    embeddings = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    token_counts = np.empty(len(texts), dtype=np.int64)
-    with tqdm(total=len(texts), desc="embedding", unit="text") as bar:
-        for start in range(0, len(texts), chunk):
-            part = slice(start, start + chunk)
-            embeddings[part], token_counts[part] = encoder.encode(texts[part])
-            bar.update(len(texts[part]))
-    n_prompts = len(prompts)
+    texts = [record.output for record in records]
+    with tqdm(total=len(prompts) + len(texts), desc="embedding", unit="text") as bar:
+
+        def encode(batch: list[str], keep: Truncation) -> tuple[np.ndarray, np.ndarray]:
+            embeddings = np.empty((len(batch), encoder.dim), dtype=np.float32)
+            counts = np.empty(len(batch), dtype=np.int64)
+            for start in range(0, len(batch), chunk):
+                part = slice(start, start + chunk)
+                embeddings[part], counts[part] = encoder.encode(batch[part], keep=keep)
+                bar.update(len(batch[part]))
+            return embeddings, counts
+
+        prompt_embeddings, _ = encode(prompts, prompt_keeps)
+        embeddings, token_counts = encode(texts, "start")
     return EncodedSet(
         prompts=prompts,
-        prompt_embeddings=embeddings[:n_prompts],
-        texts=texts[n_prompts:],
+        prompt_embeddings=prompt_embeddings,
+        texts=texts,
         groups=np.array([index[p] for p in rendered], dtype=np.int64),
-        embeddings=embeddings[n_prompts:],
-        token_counts=token_counts[n_prompts:],
+        embeddings=embeddings,
+        token_counts=token_counts,
         is_demo=np.arange(len(records)) < len(demos),
         gold=np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64),
     )
@@ -145,7 +151,9 @@ def train(
         torch_encoder, encoder_dir = load_encoder(config.encoder_dir)
         tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
         fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-        data = encode_examples(_onnx_encoder(work, config), demos, samples, config.prompt_format)
+        data = encode_examples(
+            _onnx_encoder(work, config), demos, samples, config.prompt_format, config.prompt_keeps
+        )
         valid = validation_mask(data.groups, config.validation_share, config.seed)
         train_set, valid_set = data.subset(~valid), data.subset(valid)
         layers = fit_head(train_set, head_info, config)
@@ -154,7 +162,11 @@ def train(
             summary["fine_tune"] = report
             export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
             data = encode_examples(
-                _onnx_encoder(work, config), demos, samples, config.prompt_format
+                _onnx_encoder(work, config),
+                demos,
+                samples,
+                config.prompt_format,
+                config.prompt_keeps,
             )
             train_set, valid_set = data.subset(~valid), data.subset(valid)
             head = RewardHead.from_layers(layers)  # rescale on the fine-tuned features
@@ -180,6 +192,7 @@ def train(
             head=head_info,
             max_tokens=config.max_tokens,
             prompt_format=config.prompt_format,
+            prompt_keeps=config.prompt_keeps,
             objective=config.objective,
             training_data=summary,
         )
@@ -251,6 +264,8 @@ def _fine_tune(
 
     assert config.fine_tune is not None
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    side = "left" if config.prompt_keeps == "end" else "right"
+    prompt_tokenizer = AutoTokenizer.from_pretrained(encoder_dir, truncation_side=side)
     layers, report = fine_tune(
         torch_encoder,
         tokenizer,
@@ -263,6 +278,7 @@ def _fine_tune(
         config.fine_tune,
         max_tokens=config.max_tokens,
         off_topic=config.off_topic,
+        prompt_tokenizer=prompt_tokenizer,
         seed=config.seed,
     )
     return layers, {
