@@ -167,3 +167,29 @@ def test_the_loopback_server_runs_on_its_own(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_training_without_torch_says_what_to_install(tmp_path: Path) -> None:
+    demos = _demos(tmp_path / "demos.jsonl")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from langchain_irl.cli import main\n"
+        f"sys.exit(main(['train', '--demos', {str(demos)!r}, '--samples', {str(demos)!r}, "
+        "'--out', 'm']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert "pip install 'langchain-irl[train]'" in line
+
+
+def test_a_missing_encoder_folder_is_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from langchain_irl.data.converters import caption_contest
+    from langchain_irl.data.formats import write_jsonl
+
+    demos, samples = caption_contest(CAPTIONS, top=2, contests={641}, sample_chunks=["middle"])
+    write_jsonl(tmp_path / "d.jsonl", (d.to_json() for d in demos))
+    write_jsonl(tmp_path / "s.jsonl", (s.to_json() for s in samples[:4]))
+    args = ["train", "--demos", str(tmp_path / "d.jsonl"), "--samples", str(tmp_path / "s.jsonl")]
+    assert main([*args, "--out", str(tmp_path / "m"), "--encoder", str(tmp_path / "nope")]) == 2
+    assert "not a Hugging Face model folder" in capsys.readouterr().err
