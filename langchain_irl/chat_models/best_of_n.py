@@ -112,9 +112,9 @@ class BestOfN(BestOfNOptions, BaseChatModel):
     @property
     def _limit(self) -> ConcurrencyLimit:
         with _LIMITS_LOCK:
-            return self._limits.setdefault(
-                self.max_concurrency, ConcurrencyLimit(self.max_concurrency)
-            )
+            if self.max_concurrency not in self._limits:
+                self._limits[self.max_concurrency] = ConcurrencyLimit(self.max_concurrency)
+            return self._limits[self.max_concurrency]
 
     @property
     def _llm_type(self) -> str:
