@@ -193,3 +193,26 @@ def test_a_missing_encoder_folder_is_one_line(tmp_path: Path, capsys) -> None:  
     args = ["train", "--demos", str(tmp_path / "d.jsonl"), "--samples", str(tmp_path / "s.jsonl")]
     assert main([*args, "--out", str(tmp_path / "m"), "--encoder", str(tmp_path / "nope")]) == 2
     assert "not a Hugging Face model folder" in capsys.readouterr().err
+
+
+def test_training_prints_no_library_warnings(tmp_path: Path) -> None:
+    """torch's and the ONNX exporter's warnings are not the user's business."""
+    from langchain_irl.data.converters import hh_rlhf
+    from langchain_irl.data.formats import write_jsonl
+    from tests.conftest import HH_PAIRS
+
+    write_jsonl(tmp_path / "pairs.jsonl", (p.to_json() for p in hh_rlhf(HH_PAIRS)[:40]))
+    result = _run(
+        "train",
+        "--pairs",
+        str(tmp_path / "pairs.jsonl"),
+        "--out",
+        str(tmp_path / "m"),
+        "--max-tokens",
+        "32",
+        "--no-quantize",
+        "--validation-share",
+        "0.3",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Warning" not in result.stderr, result.stderr[-2000:]
