@@ -8,7 +8,6 @@ own call, which keeps whatever the Runnable adds (retries, fallbacks, configurat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +128,3 @@ def _generations(result: LLMResult) -> tuple[list[ChatGeneration], list[BaseMess
         metadata = generation.message.response_metadata
         metadata.update({k: v for k, v in shared.items() if k not in metadata})
     return generations, [g.message for g in generations]
-
-
-def texts_of(generations: Sequence[ChatGeneration]) -> list[str]:
-    return [generation.text for generation in generations]
