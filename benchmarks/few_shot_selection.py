@@ -32,13 +32,15 @@ def main() -> None:
         for caption in contest["captions"]
     ][: args.demos]
     queries = [contest["description"] for contest in contests]
-    model = RewardModel.load(ROOT / "models/caption-humor")
+    model = RewardModel.load("caption-humor")
 
     start = time.perf_counter()
     selector = RewardExampleSelector(examples=examples, reward_model=model, k=4)
     embed_seconds = time.perf_counter() - start
     via_head = selector.model_copy()
-    via_head._index = dataclasses.replace(selector._index, base=None, interaction=None)
+    # the same index without the linear decomposition: every query goes through head.onnx
+    head_index = dataclasses.replace(selector._index, base=None, interaction=None)
+    via_head._indexed = (via_head.examples, head_index)
     similarity = selector.model_copy(update={"reward_weight": 0.0})
 
     print(f"{len(examples)} demonstrations embedded once in {embed_seconds:.1f} s\n")
