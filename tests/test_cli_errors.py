@@ -102,6 +102,20 @@ def test_eval_writes_plots_to_out_and_skips_invalid_lines(tmp_path: Path) -> Non
     assert (out / "reward_histogram.png").exists()
 
 
+def test_eval_reports_whether_the_reward_reads_the_input(model: RewardModel) -> None:
+    """Matching accuracy on the five cartoons the bundled model never saw: a demonstration scored
+    under its own cartoon against the 4 others (chance 0.2)."""
+    from langchain_irl.data.converters import caption_contest
+    from langchain_irl.evaluation.report import evaluate
+
+    demo_contests = {641, 645, 648, 650, 654}
+    demos, samples = caption_contest(
+        CAPTIONS, top=10, contests=demo_contests, sample_chunks=["middle"]
+    )
+    report = evaluate(model, demos, samples[::5])
+    assert report.metrics["matching_accuracy"] > 0.3
+
+
 def test_models_lists_the_bundled_models() -> None:
     result = _run("models")
     assert result.returncode == 0 and result.stdout.startswith("caption-humor")

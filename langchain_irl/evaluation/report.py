@@ -107,12 +107,14 @@ def evaluate(
     groups = np.array([index[p] for p in prompts])
     is_demo = np.arange(len(records)) < len(demos)
     gold = np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64)
-    rewards = score_by_input(
-        model, unique_prompts, groups, [record.output for record in records], progress=True
-    )
+    texts = [record.output for record in records]
+    rewards = score_by_input(model, unique_prompts, groups, texts, progress=True)
 
     has_gold = bool(np.isfinite(gold).any())
     metrics = reward_metrics(rewards, groups, is_demo, gold if has_gold else None)
+    matching = matching_accuracy(model, unique_prompts, groups, texts, is_demo)
+    if matching is not None:  # does the reward read the input? (chance: 0.2)
+        metrics["matching_accuracy"] = matching
     curve = None
     if has_gold:
         per_group = [np.flatnonzero((groups == g) & np.isfinite(gold)) for g in np.unique(groups)]
