@@ -21,6 +21,7 @@ def data_file(*parts: str) -> Path:
 
 CAPTIONS = data_file("caption_contest", "dev.jsonl")
 HH_PAIRS = data_file("hh_rlhf_harmless", "dev.jsonl.gz")
+ALPACA = data_file("alpaca_eval", "dev.jsonl.gz")
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,15 @@ def model_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def caption_answers(contests: list[dict]) -> list[str]:
     return [caption["text"] for caption in contests[0]["captions"]]
+
+
+@pytest.fixture(scope="session")
+def alpaca_answers() -> dict[str, list[str]]:
+    """The bundled held-out AlpacaEval instructions, each with its 51 non-reference answers."""
+    from langchain_irl.data.converters import ALPACA_REFERENCE, read_alpaca_eval
+
+    records = read_alpaca_eval(ROOT / "data" / "alpaca_eval" / "heldout.jsonl.gz")
+    return {
+        r["instruction"]: [text for g, (text, _) in r["outputs"].items() if g != ALPACA_REFERENCE]
+        for r in records
+    }

@@ -59,3 +59,20 @@ def test_hh_harmless(tmp_path: Path) -> None:
         "hh_harmless.py", "--out", str(tmp_path / "hh"), "--pairs", "160", "--held-out", "20"
     )
     assert "picked the crowdworkers' choice in" in output
+
+
+def test_helpful_best_of_n(alpaca_answers: dict[str, list[str]]) -> None:
+    """The helpful chain against the loopback server serving real AlpacaEval answers per prompt."""
+    with OpenAICompatibleServer(answers=["unrelated"], answers_by_prompt=alpaca_answers) as server:
+        output = run(
+            "helpful_best_of_n.py",
+            "--n",
+            "8",
+            "--instructions",
+            "3",
+            env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "unused"},
+        )
+        asked = {request["messages"][-1]["content"] for request in server.requests}
+        assert asked <= set(alpaca_answers) and len(asked) == 3
+        assert all(request["n"] == 8 for request in server.requests)
+    assert "mean over 3 instructions" in output

@@ -49,6 +49,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     names = zipfile.ZipFile(wheel).namelist()
     assert "langchain_irl/_bundled/models/caption-humor/encoder.onnx" in names
     assert "langchain_irl/_bundled/data/caption_contest/dev.jsonl" in names
+    assert "langchain_irl/_bundled/models/helpful/encoder.onnx" in names
+    assert "langchain_irl/_bundled/data/alpaca_eval/heldout.jsonl.gz" in names
+    assert not any(name.endswith(("train.jsonl.gz", "alpaca_eval/dev.jsonl.gz")) for name in names)
     print(f"\nwheel: {wheel.stat().st_size / 1e6:.1f} MB")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
@@ -91,13 +94,20 @@ def test_the_demo_runs_from_any_directory(installed: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_readme_python_blocks_run_installed(
-    installed: Path, tmp_path: Path, caption_answers: list[str], index: int
+    installed: Path,
+    tmp_path: Path,
+    caption_answers: list[str],
+    alpaca_answers: dict[str, list[str]],
+    index: int,
 ) -> None:
     """Each Python block of the README, as a script, with the loopback server standing in for
-    OpenAI (the blocks read OPENAI_BASE_URL like any OpenAI client)."""
+    OpenAI (the blocks read OPENAI_BASE_URL like any OpenAI client): real AlpacaEval answers for
+    the instructions the blocks ask, caption-contest entries for anything else."""
     script = tmp_path / "block.py"
     script.write_text(python_blocks()[index], encoding="utf-8")
-    with OpenAICompatibleServer(answers=caption_answers[:50]) as server:
+    with OpenAICompatibleServer(
+        answers=caption_answers[:50], answers_by_prompt=alpaca_answers
+    ) as server:
         env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "unused"}
         output = _run(installed, [str(installed / "python"), str(script)], tmp_path, env)
     assert output.strip()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_irl.data.converters import ALPACA_BASE_MODELS, ALPACA_REFERENCE
 from langchain_irl.data.formats import DataFileError
 from langchain_irl.extras import MissingExtraError
 from langchain_irl.reward_model.card import ModelFolderError
@@ -139,6 +140,31 @@ def _parser() -> argparse.ArgumentParser:
         "--exclude-contests", type=int, nargs="*", default=[], help="contests to leave out"
     )
     captions.set_defaults(run=_run_caption_contest)
+    alpaca = datasets.add_parser(
+        "alpaca-eval",
+        help="AlpacaEval answers with judge scores -> demos, samples, judged and adversarial "
+        "JSONL, with held-out instructions in OUT_DIR/heldout",
+        formatter_class=_Formatter,
+    )
+    alpaca.add_argument("file", type=Path, help="dev.jsonl.gz (answers of 52 models, judged)")
+    alpaca.add_argument("--out-dir", type=Path, required=True, help="where the files go")
+    alpaca.add_argument(
+        "--demo-models",
+        nargs="+",
+        default=[ALPACA_REFERENCE],
+        help="whose answers are the demonstrations (default: the judge's reference answers)",
+    )
+    alpaca.add_argument(
+        "--base-models",
+        nargs="+",
+        default=list(ALPACA_BASE_MODELS),
+        help="whose answers are the policy samples (default: a mix of weak and mid models)",
+    )
+    alpaca.add_argument(
+        "--holdout-share", type=_share, default=0.2, help="instructions kept for evaluation"
+    )
+    alpaca.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    alpaca.set_defaults(run=_run_alpaca_eval)
     hh = datasets.add_parser(
         "hh-rlhf", help="Anthropic HH-RLHF -> preference pairs JSONL", formatter_class=_Formatter
     )
@@ -203,6 +229,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder", type=Path, help=ENCODER_HELP)
     train.add_argument("--max-tokens", type=_positive, default=128, help="tokens the encoder reads")
     train.add_argument(
+        "--candidate-chunks",
+        type=_positive,
+        default=1,
+        help="windows of --max-tokens read from each output, their embeddings averaged "
+        "(long answers: 4 reads 504 tokens of all-MiniLM-L6-v2)",
+    )
+    train.add_argument(
+        "--embedding-cache",
+        type=Path,
+        help="a folder that keeps frozen embeddings between runs (keyed by encoder and text)",
+    )
+    train.add_argument(
         "--prompt-format",
         choices=["last_user", "transcript"],
         default=None,
@@ -238,6 +276,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--demos", type=Path, help="demonstrations JSONL")
     evaluate.add_argument("--samples", type=Path, help="policy samples JSONL")
     evaluate.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    evaluate.add_argument(
+        "--adversarial",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="answers built to game a judge (one JSONL per kind): how often each ranks above "
+        "the median policy sample of its input",
+    )
+    evaluate.add_argument(
+        "--record",
+        metavar="NAME",
+        help="write the metrics into the model folder's card, under evaluations[NAME]",
+    )
     evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for PNG plots")
     evaluate.add_argument(
         "--show-suspicious", type=int, default=10, help="how many suspicious demos to print"
@@ -297,6 +348,36 @@ def _run_caption_contest(args: argparse.Namespace) -> None:
     for name, records in (("demos.jsonl", demos), ("samples.jsonl", samples)):
         count = write_jsonl(args.out_dir / name, (r.to_json() for r in records))
         print(f"wrote {count} records to {args.out_dir / name}")
+
+
+def _run_alpaca_eval(args: argparse.Namespace) -> None:
+    from langchain_irl.data.converters import alpaca_eval, held_out, read_alpaca_eval
+    from langchain_irl.data.formats import write_jsonl
+
+    instructions = [record["instruction"] for record in read_alpaca_eval(args.file)]
+    heldout = held_out(instructions, args.holdout_share, args.seed)
+    parts = {
+        args.out_dir: set(instructions) - heldout,
+        args.out_dir / "heldout": heldout,
+    }
+    for folder, kept in parts.items():
+        if not kept:
+            continue
+        split = alpaca_eval(
+            args.file,
+            demo_models=args.demo_models,
+            base_models=args.base_models,
+            instructions=kept,
+        )
+        files = {
+            "demos.jsonl": split.demos,
+            "samples.jsonl": split.samples,
+            "judged.jsonl": split.judged,
+        }
+        files |= {f"adversarial-{name}.jsonl": a for name, a in split.adversarial.items()}
+        for name, records in files.items():
+            count = write_jsonl(folder / name, (r.to_json() for r in records))
+            print(f"wrote {count} records to {folder / name}")
 
 
 def _run_hh_rlhf(args: argparse.Namespace) -> None:
@@ -393,6 +474,8 @@ def _run_train(args: argparse.Namespace) -> None:
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,
+        candidate_chunks=args.candidate_chunks,
+        embedding_cache=args.embedding_cache,
         prompt_format=args.prompt_format or ("transcript" if args.pairs else "last_user"),
         prompt_keeps=args.prompt_keeps,
         quantize=not args.no_quantize,
@@ -410,12 +493,18 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
+    from langchain_irl.data.formats import read_examples
     from langchain_irl.evaluation.report import evaluate
+    from langchain_irl.reward_model.card import record_evaluation
     from langchain_irl.reward_model.model import RewardModel
 
     demos, samples = _examples(args)
+    adversarial = {  # adversarial-NullModel.jsonl -> metric adversarial_NullModel
+        path.name.split(".")[0].removeprefix("adversarial-"): read_examples(path)
+        for path in args.adversarial
+    }
     model = RewardModel.load(args.model)
-    report = evaluate(model, demos, samples, plots_dir=args.out)
+    report = evaluate(model, demos, samples, plots_dir=args.out, adversarial=adversarial)
     print(f"{model.name} on {len(demos)} demonstrations and {len(samples)} policy samples:")
     for key, value in sorted(report.metrics.items()):
         print(f"  {key:>24}: {value:.4f}")
@@ -424,6 +513,9 @@ def _run_eval(args: argparse.Namespace) -> None:
     print(f"{len(report.suspicious)} demonstrations score below most of their own policy samples")
     for demo in report.suspicious[: args.show_suspicious]:
         print(f"  beaten by {demo.beaten_by:4.0%}  reward {demo.reward:+.2f}  {demo.output[:90]!r}")
+    if args.record:
+        record_evaluation(model.folder, args.record, report.metrics)
+        print(f"recorded as evaluations[{args.record!r}] in {model.folder / 'card.json'}")
 
 
 def _examples(args: argparse.Namespace) -> tuple[list, list]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +117,108 @@ def hh_rlhf(path: str | Path) -> list[Pair]:
             "%s: skipped %d pair(s) whose dialogues differ before the last turn", source, skipped
         )
     return pairs
+
+
+# AlpacaEval's judge compares every answer with this model's; its answers are the reference.
+ALPACA_REFERENCE = "gpt4_1106_preview"
+# Built to fool the judge (constant nonsense; "Of course!"-style openers): never demonstrations or
+# samples, only a robustness check (see `AlpacaEvalSplit.adversarial`).
+ALPACA_ADVERSARIAL = ("NullModel", "gpt4_gamed")
+# The default base model: a mix of weak and mid-strength models (mean judge_win 0.02-0.08), which
+# is what a user's base model looks like beside the reference answers.
+ALPACA_BASE_MODELS = (
+    "alpaca-7b",
+    "falcon-7b-instruct",
+    "pythia-12b-mix-sft",
+    "chatglm2-6b",
+    "minichat-3b",
+    "gemma-2b-it",
+    "vicuna-7b-v1.5",
+    "vicuna-13b-v1.5",
+    "wizardlm-13b",
+    "nous-hermes-13b",
+    "Qwen-14B-Chat",
+    "gpt-3.5-turbo-1106",
+)
+
+
+@dataclass(frozen=True)
+class AlpacaEvalSplit:
+    """AlpacaEval answers in the project's formats; every `score` is the judge's `judge_win`.
+
+    - `demos`: the demonstrators' answers;
+    - `samples`: the base models' answers (the policy samples);
+    - `judged`: every other judged answer, for evaluation against the judge;
+    - `adversarial`: the answers built to game the judge, by model (`ALPACA_ADVERSARIAL`).
+    """
+
+    demos: list[Example]
+    samples: list[Example]
+    judged: list[Example]
+    adversarial: dict[str, list[Example]]
+
+
+def read_alpaca_eval(path: str | Path) -> list[dict]:
+    """AlpacaEval records (`instruction`, `outputs` of every model with `judge_win`), checked."""
+    source = Path(path)
+    records = []
+    for number, line in numbered_lines(source):
+        try:
+            record = json.loads(line)
+            instruction = str(record["instruction"])
+            outputs = {
+                str(o["generator"]): (str(o["text"]), o["judge_win"]) for o in record["outputs"]
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataFileError(f"{source}:{number}: not an AlpacaEval record ({exc!r})") from exc
+        records.append({"instruction": instruction, "outputs": outputs})
+    return records
+
+
+def alpaca_eval(
+    path: str | Path,
+    *,
+    demo_models: Collection[str] = (ALPACA_REFERENCE,),
+    base_models: Collection[str] = ALPACA_BASE_MODELS,
+    instructions: Collection[str] | None = None,
+) -> AlpacaEvalSplit:
+    """Demonstrations, policy samples, judged and adversarial answers from AlpacaEval outputs.
+
+    `instructions`: keep only these (None: all). A model named as demonstrator and base model, or an
+    adversarial one in either role, is refused: it would teach the reward nothing or the wrong thing.
+    """
+    overlap = set(demo_models) & set(base_models)
+    if overlap:
+        raise ValueError(f"models both demonstrators and base models: {sorted(overlap)}")
+    gamed = (set(demo_models) | set(base_models)) & set(ALPACA_ADVERSARIAL)
+    if gamed:
+        raise ValueError(f"adversarial models cannot be demonstrators or samples: {sorted(gamed)}")
+    split = AlpacaEvalSplit([], [], [], {name: [] for name in ALPACA_ADVERSARIAL})
+    for record in read_alpaca_eval(path):
+        if instructions is not None and record["instruction"] not in instructions:
+            continue
+        missing = (set(demo_models) | set(base_models)) - record["outputs"].keys()
+        if missing:
+            raise DataFileError(f"{path}: no answers of {sorted(missing)} for an instruction")
+        for generator, (text, judge_win) in record["outputs"].items():
+            example = Example(record["instruction"], text, judge_win)
+            if generator in demo_models:
+                split.demos.append(example)
+            elif generator in base_models:
+                split.samples.append(example)
+            elif generator in ALPACA_ADVERSARIAL:
+                split.adversarial[generator].append(example)
+            if generator != ALPACA_REFERENCE and judge_win is not None:
+                split.judged.append(example)
+    return split
+
+
+def held_out(inputs: Sequence[str], share: float, seed: int) -> set[str]:
+    """A seeded random `share` of the distinct `inputs`, kept out of training for evaluation."""
+    distinct = sorted(set(inputs))
+    count = round(share * len(distinct))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    return {distinct[i] for i in order[:count]}
 
 
 def _split_last_turn(dialogue: str) -> tuple[str, str]:

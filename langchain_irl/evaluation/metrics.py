@@ -64,6 +64,33 @@ def gap_closed(curve: dict[str, list[float]], index: int = -1) -> float:
     return (curve["reward"][index] - curve["random"][index]) / gap if gap > 0 else 0.0
 
 
+def partial_spearman(a: np.ndarray, b: np.ndarray, control: np.ndarray) -> float:
+    """Spearman correlation of `a` and `b` with `control` partialled out of both (on ranks)."""
+    ab, ac, bc = spearman(a, b), spearman(a, control), spearman(b, control)
+    denominator = np.sqrt((1 - ac**2) * (1 - bc**2))
+    return float((ab - ac * bc) / denominator) if denominator > 1e-9 else 0.0
+
+
+def mean_with_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and its 95% confidence interval (normal approximation over independent values)."""
+    array = np.asarray(values, dtype=np.float64)
+    mean = float(array.mean())
+    half = 1.96 * float(array.std(ddof=1)) / np.sqrt(len(array)) if len(array) > 1 else np.inf
+    return mean, mean - half, mean + half
+
+
+def above_median_rate(
+    rewards: np.ndarray, groups: np.ndarray, candidates: np.ndarray, candidate_groups: np.ndarray
+) -> float:
+    """Share of `candidates` (rewards, one per row, of input `candidate_groups`) that score above
+    the median reward of their input's other answers (`rewards` of `groups`)."""
+    above = [
+        reward > np.median(rewards[groups == group])
+        for reward, group in zip(candidates, candidate_groups, strict=True)
+    ]
+    return float(np.mean(above)) if above else float("nan")
+
+
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]
@@ -81,17 +108,23 @@ def reward_metrics(
     is_demo: np.ndarray,
     gold: np.ndarray | None = None,
     best_of: int = 16,
+    lengths: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Held-out metrics of rewards over candidates grouped by input.
 
     - `auc`: demonstrations vs policy samples, pooled over inputs;
     - `pairwise_accuracy`: share of (demo, sample) pairs of the same input ranked correctly;
-    - with `gold` (human ratings; NaN where unknown): `spearman_gold` (mean over inputs) and
-      `best_of_{n}_gap_closed` (share of the random-to-oracle gap the reward's pick closes).
+    - with `gold` (human or judge scores; NaN where unknown): `spearman_gold` (mean over inputs)
+      and `best_of_{n}_gap_closed` (share of the random-to-oracle gap the reward's pick closes);
+    - with `gold` and `lengths` (of the texts), two length controls, since judges like length:
+      `best_of_{n}_gap_closed_longest`, the same share for "pick the longest" on the same draws,
+      and `partial_spearman_gold_given_length` (mean over inputs, with `_ci_low`/`_ci_high`, its
+      95% interval): what the reward knows about the gold score beyond the text's length.
     """
     metrics = {"auc": rank_auc(rewards[is_demo], rewards[~is_demo])}
     correct = pairs = 0.0
-    per_group_rewards, per_group_gold, correlations = [], [], []
+    per_group_rewards, per_group_gold, per_group_lengths = [], [], []
+    correlations, partials = [], []
     for group in np.unique(groups):
         members = groups == group
         demo, sample = rewards[members & is_demo], rewards[members & ~is_demo]
@@ -104,10 +137,20 @@ def reward_metrics(
                 correlations.append(spearman(rewards[known], gold[known]))
                 per_group_rewards.append(rewards[known])
                 per_group_gold.append(gold[known])
+                if lengths is not None:
+                    per_group_lengths.append(lengths[known].astype(np.float64))
+                    partials.append(partial_spearman(rewards[known], gold[known], lengths[known]))
     if pairs:
         metrics["pairwise_accuracy"] = correct / pairs
     if correlations:
         metrics["spearman_gold"] = float(np.mean(correlations))
         curve = best_of_n_curve(per_group_rewards, per_group_gold, [best_of])
         metrics[f"best_of_{best_of}_gap_closed"] = gap_closed(curve)
+    if per_group_lengths:
+        longest = best_of_n_curve(per_group_lengths, per_group_gold, [best_of])  # same draws
+        metrics[f"best_of_{best_of}_gap_closed_longest"] = gap_closed(longest)
+        name = "partial_spearman_gold_given_length"
+        metrics[name], metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = mean_with_interval(
+            partials
+        )
     return metrics

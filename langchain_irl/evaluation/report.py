@@ -7,7 +7,8 @@ bad or inconsistent demonstrations, worth a look before retraining.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from langchain_irl.data.formats import Example, check_matched
-from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed, reward_metrics
+from langchain_irl.evaluation.metrics import (
+    above_median_rate,
+    best_of_n_curve,
+    gap_closed,
+    reward_metrics,
+)
 from langchain_irl.reward_model.model import RewardModel
+
+logger = logging.getLogger(__name__)
 
 BEST_OF = (1, 2, 4, 8, 16, 32)
 
@@ -76,7 +84,7 @@ def matching_accuracy(
     prompt_embeddings = dict(
         zip(inputs, model.embed_prompts([prompts[g] for g in inputs]), strict=True)
     )
-    embeddings, tokens = model.encoder.encode([texts[i] for i in demos])
+    embeddings, tokens = model.embed_candidates([texts[i] for i in demos])
     wins = 0
     for row, i in enumerate(demos):
         rivals = rng.choice(inputs[inputs != groups[i]], size=others, replace=False)
@@ -97,8 +105,15 @@ def evaluate(
     *,
     plots_dir: Path | None = None,
     suspicious_share: float = 0.5,
+    adversarial: Mapping[str, Sequence[Example]] | None = None,
 ) -> EvalReport:
-    """Score every record with the model as users run it; plots go to `plots_dir` if given."""
+    """Score every record with the model as users run it; plots go to `plots_dir` if given.
+
+    `adversarial`: named sets of answers built to game a judge. For each, `adversarial_{name}`
+    is the share that the reward ranks above the median policy sample of their input (a user would
+    call each one a bug), and `adversarial_{name}_gold_below_median` the same share among those
+    whose gold score (if any) is at or below that input's median: the ones the judge saw through.
+    """
     check_matched(demos, samples)
     records = [*demos, *samples]
     prompts = [record.prompt(model.card.prompt_format) for record in records]
@@ -111,7 +126,8 @@ def evaluate(
     rewards = score_by_input(model, unique_prompts, groups, texts, progress=True)
 
     has_gold = bool(np.isfinite(gold).any())
-    metrics = reward_metrics(rewards, groups, is_demo, gold if has_gold else None)
+    lengths = np.array([len(text) for text in texts])
+    metrics = reward_metrics(rewards, groups, is_demo, gold if has_gold else None, lengths=lengths)
     matching = matching_accuracy(model, unique_prompts, groups, texts, is_demo)
     if matching is not None:  # does the reward read the input? (chance: 0.2)
         metrics["matching_accuracy"] = matching
@@ -126,6 +142,11 @@ def evaluate(
         )
         for position, n in enumerate(curve["n"]):
             metrics[f"best_of_{int(n)}_gap_closed"] = gap_closed(curve, position)
+
+    for name, answers in (adversarial or {}).items():
+        metrics |= _adversarial_metrics(
+            model, name, answers, unique_prompts, index, rewards, groups, is_demo, gold
+        )
 
     suspicious = []
     for i in np.flatnonzero(is_demo):
@@ -158,3 +179,52 @@ def evaluate(
                 )
             )
     return report
+
+
+def _adversarial_metrics(
+    model: RewardModel,
+    name: str,
+    answers: Sequence[Example],
+    prompts: Sequence[str],
+    index: Mapping[str, int],
+    rewards: np.ndarray,
+    groups: np.ndarray,
+    is_demo: np.ndarray,
+    gold: np.ndarray,
+) -> dict[str, float]:
+    """Above-median rates of adversarial answers among the policy samples of their input."""
+    known = [a for a in answers if a.prompt(model.card.prompt_format) in index]
+    if len(known) < len(answers):
+        logger.warning(
+            "%s: %d of %d adversarial answers have inputs the evaluation data lacks; skipped",
+            name,
+            len(answers) - len(known),
+            len(answers),
+        )
+    if not known:
+        return {}
+    answer_groups = np.array([index[a.prompt(model.card.prompt_format)] for a in known])
+    answer_rewards = np.empty(len(known), dtype=np.float32)
+    for group in np.unique(answer_groups):
+        (members,) = np.nonzero(answer_groups == group)
+        answer_rewards[members] = model.score(prompts[group], [known[i].output for i in members])
+    samples = ~is_demo
+    metrics = {
+        f"adversarial_{name}": above_median_rate(
+            rewards[samples], groups[samples], answer_rewards, answer_groups
+        )
+    }
+    seen_through = np.array(
+        [
+            a.score is None or a.score <= np.nanmedian(gold[samples & (groups == g)])
+            for a, g in zip(known, answer_groups, strict=True)
+        ]
+    )
+    if seen_through.any():
+        metrics[f"adversarial_{name}_gold_below_median"] = above_median_rate(
+            rewards[samples],
+            groups[samples],
+            answer_rewards[seen_through],
+            answer_groups[seen_through],
+        )
+    return metrics

@@ -48,7 +48,7 @@ class DemoIndex:
         dim = model.card.encoder.dim
         input_embeddings = model.embed_prompts(inputs) if inputs else np.zeros((0, dim), np.float32)
         if outputs:
-            output_embeddings, tokens = model.encoder.encode(outputs)
+            output_embeddings, tokens = model.embed_candidates(outputs)
         else:
             output_embeddings, tokens = np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
         weights = model.interaction_weights

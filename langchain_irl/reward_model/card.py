@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,14 +73,31 @@ class ModelCard(_Strict):
     prompt_keeps: Literal["start", "end"] = "start"
     """Which part of a prompt longer than `max_tokens` the encoder reads: a dialogue's end holds
     the turn the reply answers."""
+    candidate_chunks: int = Field(default=1, ge=1, le=64)
+    """Windows of `max_tokens` read from a candidate's start, their embeddings averaged: long
+    answers are read past their first window."""
     objective: str
     training_data: dict[str, Any] = {}
     metrics: dict[str, float] = {}
+    """Held-out metrics measured when the model was trained (its validation inputs)."""
+    evaluations: dict[str, dict[str, float]] = {}
+    """Later evaluations on named data sets (`langchain-irl eval --record NAME`)."""
     calibration: Calibration | None = None
     files: dict[str, str] = {}
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def record_evaluation(folder: str | Path, name: str, metrics: dict[str, float]) -> ModelCard:
+    """Add (or replace) the evaluation `name` in a verified folder's card, atomically."""
+    root = Path(folder)
+    card = read_card(root)
+    card = card.model_copy(update={"evaluations": {**card.evaluations, name: metrics}})
+    temporary = root / f".{CARD_FILE}.tmp"
+    temporary.write_text(card.to_json(), encoding="utf-8")
+    os.replace(temporary, root / CARD_FILE)
+    return card
 
 
 def sha256_file(path: Path) -> str:

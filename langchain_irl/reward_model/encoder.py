@@ -39,11 +39,18 @@ class OnnxEncoder:
     """
 
     def __init__(
-        self, session: ort.InferenceSession, tokenizer: Tokenizer, max_tokens: int, workers: int
+        self,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        max_tokens: int,
+        workers: int,
+        *,
+        normalize: bool = True,
     ) -> None:
         self._session = session
         self._tokenizer = tokenizer
         self.max_tokens = max_tokens
+        self.normalize = normalize  # the graph's output is unit length: pooled chunks are too
         self.dim = int(session.get_outputs()[0].shape[-1])
         self._input_names = {i.name for i in session.get_inputs()}
         self._workers = ThreadPoolExecutor(workers, "onnx-encoder") if workers > 1 else None
@@ -61,11 +68,13 @@ class OnnxEncoder:
         max_tokens: int,
         *,
         num_threads: int | None = None,
+        normalize: bool = True,
     ) -> OnnxEncoder:
-        """`num_threads`: texts encoded at once (default: the machine's cores)."""
+        """`num_threads`: windows encoded at once (default: the machine's cores)."""
         session = make_session(onnx_path, num_threads=1)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        return cls(session, tokenizer, max_tokens, num_threads or os.cpu_count() or 1)
+        workers = num_threads or os.cpu_count() or 1
+        return cls(session, tokenizer, max_tokens, workers, normalize=normalize)
 
     def count_tokens(self, text: str) -> int:
         """Content tokens of the whole `text` (special tokens not counted)."""
@@ -73,28 +82,46 @@ class OnnxEncoder:
         return len(encoding.ids) + sum(len(part.ids) for part in encoding.overflowing)
 
     def encode(
-        self, texts: Sequence[str], *, keep: Truncation = "start"
+        self, texts: Sequence[str], *, keep: Truncation = "start", chunks: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings, float32 (n, dim), and each text's content-token count after truncation.
+        """Embeddings, float32 (n, dim), and each text's content-token count that was read.
 
-        `keep`: which part of a text longer than `max_tokens` is read, its start or its end."""
+        `keep`: which part of a text longer than `max_tokens` is read, its start or its end.
+        `chunks`: read up to this many consecutive windows of `max_tokens` from that end and pool
+        them (the mean of their embeddings, re-normalised): a long answer is read past its start.
+        """
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
-        limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
+        if chunks < 1:
+            raise ValueError(f"chunks must be at least 1, got {chunks}")
+        limit = chunks * self.max_tokens * CHARS_PER_TOKEN_BOUND
         if keep == "end":
             encodings = self._tail_tokenizer.encode_batch([text[-limit:] for text in texts])
         else:
             encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
-        if self._workers is not None and len(encodings) > 1:
-            rows = list(self._workers.map(self._embed_one, encodings))
+        windows = [[encoding, *encoding.overflowing][:chunks] for encoding in encodings]
+        flat = [window for text_windows in windows for window in text_windows]
+        if self._workers is not None and len(flat) > 1:
+            rows = list(self._workers.map(self._embed_one, flat))
         else:
-            rows = [self._embed_one(encoding) for encoding in encodings]
-        embeddings = np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
-        counts = np.array(
-            [len(e.ids) - sum(e.special_tokens_mask) for e in encodings], dtype=np.int64
-        )
-        return embeddings.astype(np.float32, copy=False), counts
+            rows = [self._embed_one(window) for window in flat]
+        embeddings = np.zeros((len(texts), self.dim), np.float32)
+        counts = np.zeros(len(texts), dtype=np.int64)
+        start = 0
+        for index, text_windows in enumerate(windows):
+            stop = start + len(text_windows)
+            embeddings[index] = self._pool(rows[start:stop])
+            counts[index] = sum(len(w.ids) - sum(w.special_tokens_mask) for w in text_windows)
+            start = stop
+        return embeddings, counts
+
+    def _pool(self, rows: list[np.ndarray]) -> np.ndarray:
+        if len(rows) == 1:
+            return rows[0]
+        pooled = np.mean(rows, axis=0)
+        norm = float(np.linalg.norm(pooled))
+        return pooled / norm if self.normalize and norm > 0 else pooled
 
     def _embed_one(self, encoding: Encoding) -> np.ndarray:
         ids = np.array([encoding.ids], dtype=np.int64)

@@ -107,6 +107,7 @@ class RewardModel:
                 folder / TOKENIZER_FILE,
                 card.max_tokens,
                 num_threads=num_threads,
+                normalize=card.encoder.normalize,
             )
             head = make_session(folder / HEAD_FILE, num_threads=1)  # tiny: threads only cost
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
@@ -132,8 +133,13 @@ class RewardModel:
         return render_prompt(prompt, self.card.prompt_format)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts with the model's encoder: float32 array of shape (len(texts), dim)."""
-        return self.encoder.encode(texts)[0]
+        """Embed texts as candidates: float32 array of shape (len(texts), dim)."""
+        return self.embed_candidates(texts)[0]
+
+    def embed_candidates(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate embeddings (n, dim) and the tokens read of each, as the card says
+        (`candidate_chunks` windows of `max_tokens`)."""
+        return self.encoder.encode(texts, chunks=self.card.candidate_chunks)
 
     def embed_prompts(self, prompts: Sequence[str]) -> np.ndarray:
         """Embed rendered prompts, truncated as the card says (`prompt_keeps`)."""
@@ -250,6 +256,6 @@ class PromptScorer:
 
     def score(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rewards (n,) and the candidates' embeddings (n, dim)."""
-        embeddings, token_counts = self.model.encoder.encode(candidates)
+        embeddings, token_counts = self.model.embed_candidates(candidates)
         rewards = self.model.score_embedded(self.prompt_embedding, embeddings, token_counts)
         return rewards, embeddings

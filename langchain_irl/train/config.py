@@ -46,6 +46,11 @@ class TrainConfig(BaseModel):
     prompt_keeps: Truncation | None = None
     """Which part of a long prompt the encoder reads (default: the end of a transcript, whose last
     turn the reply answers; the start of anything else)."""
+    candidate_chunks: int = Field(default=1, ge=1, le=64)
+    """Windows of `max_tokens` read from each candidate, their embeddings averaged (1: its start
+    only). Long answers need several: see models/README.md for the measured choice."""
+    embedding_cache: Path | None = None
+    """A folder caching frozen embeddings across runs, keyed by encoder, reading and text."""
     hidden: tuple[int, ...] = ()
     """Hidden layer sizes of the head (empty: linear)."""
     fine_tune: FineTuneConfig | None = None
@@ -65,6 +70,15 @@ class TrainConfig(BaseModel):
         if self.prompt_keeps is None:
             keeps = "end" if self.prompt_format == "transcript" else "start"
             object.__setattr__(self, "prompt_keeps", keeps)  # frozen: set once, here
+        return self
+
+    @model_validator(mode="after")
+    def _fine_tune_reads_one_window(self) -> TrainConfig:
+        if self.fine_tune is not None and self.candidate_chunks > 1:
+            raise ValueError(
+                "fine-tuning reads one window per candidate: use candidate_chunks=1 with "
+                "fine_tune, or a frozen encoder with several chunks"
+            )
         return self
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ from langchain_irl.reward_model.model import RewardModel, candidate_features
 from langchain_irl.reward_model.rendering import PromptFormat
 from langchain_irl.train.artifact import write_model_folder
 from langchain_irl.train.config import TrainConfig
+from langchain_irl.train.embedding_cache import CachedEncoder
 from langchain_irl.train.encoder import (
     SentenceEncoder,
     export_encoder,
@@ -85,18 +86,24 @@ class EncodedSet:
             self.gold[mask],
         )
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each text's length in characters (the length controls of `reward_metrics`)."""
+        return np.array([len(text) for text in self.texts], dtype=np.int64)
+
     def phi(self, feature_names: Sequence[str]) -> np.ndarray:
         features = candidate_features(self.token_counts, feature_names)
         return head_features(self.prompt_embeddings[self.groups], self.embeddings, features)
 
 
 def encode_examples(
-    encoder: OnnxEncoder,
+    encoder: OnnxEncoder | CachedEncoder,
     demos: Sequence[Example],
     samples: Sequence[Example],
     prompt_format: PromptFormat,
     prompt_keeps: Truncation = "start",
-    chunk: int = 512,
+    candidate_chunks: int = 1,
+    batch_size: int = 512,
 ) -> EncodedSet:
     records = [*demos, *samples]
     rendered = [record.prompt(prompt_format) for record in records]
@@ -105,17 +112,21 @@ def encode_examples(
     texts = [record.output for record in records]
     with tqdm(total=len(prompts) + len(texts), desc="embedding", unit="text") as bar:
 
-        def encode(batch: list[str], keep: Truncation) -> tuple[np.ndarray, np.ndarray]:
+        def encode(
+            batch: list[str], keep: Truncation, chunks: int
+        ) -> tuple[np.ndarray, np.ndarray]:
             embeddings = np.empty((len(batch), encoder.dim), dtype=np.float32)
             counts = np.empty(len(batch), dtype=np.int64)
-            for start in range(0, len(batch), chunk):
-                part = slice(start, start + chunk)
-                embeddings[part], counts[part] = encoder.encode(batch[part], keep=keep)
+            for start in range(0, len(batch), batch_size):
+                part = slice(start, start + batch_size)
+                embeddings[part], counts[part] = encoder.encode(
+                    batch[part], keep=keep, chunks=chunks
+                )
                 bar.update(len(batch[part]))
             return embeddings, counts
 
-        prompt_embeddings, _ = encode(prompts, prompt_keeps)
-        embeddings, token_counts = encode(texts, "start")
+        prompt_embeddings, _ = encode(prompts, prompt_keeps, 1)
+        embeddings, token_counts = encode(texts, "start", candidate_chunks)
     return EncodedSet(
         prompts=prompts,
         prompt_embeddings=prompt_embeddings,
@@ -152,7 +163,12 @@ def train(
         tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
         fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
         data = encode_examples(
-            _onnx_encoder(work, config), demos, samples, config.prompt_format, config.prompt_keeps
+            _onnx_encoder(work, config, fp32_info.normalize),
+            demos,
+            samples,
+            config.prompt_format,
+            config.prompt_keeps,
+            config.candidate_chunks,
         )
         valid = validation_mask(data.groups, config.validation_share, config.seed)
         train_set, valid_set = data.subset(~valid), data.subset(valid)
@@ -162,11 +178,12 @@ def train(
             summary["fine_tune"] = report
             export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
             data = encode_examples(
-                _onnx_encoder(work, config),
+                _onnx_encoder(work, config, fp32_info.normalize),
                 demos,
                 samples,
                 config.prompt_format,
                 config.prompt_keeps,
+                config.candidate_chunks,
             )
             train_set, valid_set = data.subset(~valid), data.subset(valid)
             head = RewardHead.from_layers(layers)  # rescale on the fine-tuned features
@@ -193,6 +210,7 @@ def train(
             max_tokens=config.max_tokens,
             prompt_format=config.prompt_format,
             prompt_keeps=config.prompt_keeps,
+            candidate_chunks=config.candidate_chunks,
             objective=config.objective,
             training_data=summary,
         )
@@ -217,7 +235,9 @@ def train(
                     agreement,
                     QUANTIZATION_MIN_SPEARMAN,
                 )
-        metrics |= reward_metrics(rewards, valid_set.groups, valid_set.is_demo, valid_set.gold)
+        metrics |= reward_metrics(
+            rewards, valid_set.groups, valid_set.is_demo, valid_set.gold, lengths=valid_set.lengths
+        )
         matching = matching_accuracy(
             model, valid_set.prompts, valid_set.groups, valid_set.texts, valid_set.is_demo
         )
@@ -308,8 +328,12 @@ def _write_demonstrations(work: Path, records: EncodedSet, limit: int = 5000) ->
     np.save(work / DEMO_EMBEDDINGS_FILE, records.embeddings[demos].astype(np.float16))
 
 
-def _onnx_encoder(work: Path, config: TrainConfig) -> OnnxEncoder:
-    return OnnxEncoder.from_files(work / "fp32.onnx", work / TOKENIZER_FILE, config.max_tokens)
+def _onnx_encoder(work: Path, config: TrainConfig, normalize: bool) -> OnnxEncoder | CachedEncoder:
+    files = (work / "fp32.onnx", work / TOKENIZER_FILE)
+    encoder = OnnxEncoder.from_files(*files, config.max_tokens, normalize=normalize)
+    if config.embedding_cache is None:
+        return encoder
+    return CachedEncoder(encoder, config.embedding_cache, files)
 
 
 def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
