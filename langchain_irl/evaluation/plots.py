@@ -35,9 +35,11 @@ def best_of_n_plot(curve: dict[str, list[float]], path: Path, title: str, gold: 
     for key, label, style in (
         ("oracle", "oracle (best by the gold score)", "--"),
         ("reward", "best-of-n by the learned reward", "-o"),
+        ("longest", "the longest (a length-only baseline)", "-s"),
         ("random", "random pick", ":"),
     ):
-        axes.plot(curve["n"], curve[key], style, label=label)
+        if key in curve:
+            axes.plot(curve["n"], curve[key], style, label=label)
     axes.set_xscale("log", base=2)
     axes.set_xticks(curve["n"], [str(int(n)) for n in curve["n"]])
     return _save(figure, axes, path, title, "n (candidates)", f"mean {gold} of the pick")

@@ -135,11 +135,11 @@ def evaluate(
     if has_gold:
         per_group = [np.flatnonzero((groups == g) & np.isfinite(gold)) for g in np.unique(groups)]
         per_group = [m for m in per_group if len(m) >= 2]
-        curve = best_of_n_curve(
-            [rewards[m] for m in per_group],
-            [gold[m] for m in per_group],
-            [n for n in BEST_OF if n <= max(map(len, per_group))],
-        )
+        ns = [n for n in BEST_OF if n <= max(map(len, per_group))]
+        curve = best_of_n_curve([rewards[m] for m in per_group], [gold[m] for m in per_group], ns)
+        # "pick the longest" on the same draws: the baseline a length-loving judge sets
+        longest = best_of_n_curve([lengths[m] for m in per_group], [gold[m] for m in per_group], ns)
+        curve["longest"] = longest["reward"]
         for position, n in enumerate(curve["n"]):
             metrics[f"best_of_{int(n)}_gap_closed"] = gap_closed(curve, position)
 

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument(
+        "--token-rate", type=float, help="streamed tokens per second per stream (default: no wait)"
+    )
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of faulty replies")
     parser.add_argument("--faults", nargs="+", default=["500"], choices=FAULTS)
     args = parser.parse_args(argv)
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         faults=args.faults,
         port=args.port,
         keep_requests=False,
+        token_rate=args.token_rate,
     )
     with server:
         print(f"serving {len(answers)} answers at {server.base_url} (Ctrl-C stops)", flush=True)

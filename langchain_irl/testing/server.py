@@ -43,6 +43,7 @@ class OpenAICompatibleServer:
         seed: int = 0,
         keep_requests: bool = True,
         port: int = 0,
+        token_rate: float | None = None,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -52,6 +53,8 @@ class OpenAICompatibleServer:
         self.answers_by_prompt = {k: list(v) for k, v in (answers_by_prompt or {}).items()}
         self.latency, self.jitter = latency, jitter
         self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
+        # Streamed tokens (whitespace-separated words) per second and per stream; None: at once.
+        self.token_rate = token_rate
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.keep_requests = keep_requests  # off for soak runs: the history itself grows
@@ -61,6 +64,10 @@ class OpenAICompatibleServer:
         self.max_in_flight = 0
         self.faults_injected = 0
         self.faults_by_kind: Counter[str] = Counter()
+        # What streaming really cost: tokens written to clients, and streams the client closed
+        # before the end (generation stops there, as a provider's does).
+        self.tokens_sent = 0
+        self.streams_closed_early = 0
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -85,6 +92,8 @@ class OpenAICompatibleServer:
             self.max_in_flight = self.in_flight
             self.faults_injected = 0
             self.faults_by_kind.clear()
+            self.tokens_sent = 0
+            self.streams_closed_early = 0
 
     # -- what to answer -------------------------------------------------------------------------
 
@@ -235,38 +244,47 @@ class OpenAICompatibleServer:
                     "model": model,
                     "created": int(time.time()),
                 }
-                for choice in choices:
-                    for delta in _deltas(choice["message"]):
+                try:
+                    for choice in choices:
+                        for delta in _deltas(choice["message"]):
+                            if delta.get("content") and server.token_rate:
+                                time.sleep(1.0 / server.token_rate)
+                            self._event(
+                                {
+                                    **base,
+                                    "choices": [
+                                        {
+                                            "index": choice["index"],
+                                            "delta": delta,
+                                            "finish_reason": None,
+                                        }
+                                    ],
+                                }
+                            )
+                            if delta.get("content"):
+                                with server._lock:
+                                    server.tokens_sent += 1
+                            if truncated:
+                                self.close_connection = True
+                                return
                         self._event(
                             {
                                 **base,
                                 "choices": [
                                     {
                                         "index": choice["index"],
-                                        "delta": delta,
-                                        "finish_reason": None,
+                                        "delta": {},
+                                        "finish_reason": choice["finish_reason"],
                                     }
                                 ],
                             }
                         )
-                        if truncated:
-                            self.close_connection = True
-                            return
-                    self._event(
-                        {
-                            **base,
-                            "choices": [
-                                {
-                                    "index": choice["index"],
-                                    "delta": {},
-                                    "finish_reason": choice["finish_reason"],
-                                }
-                            ],
-                        }
-                    )
-                if (request.get("stream_options") or {}).get("include_usage"):
-                    self._event({**base, "choices": [], "usage": usage})
-                self.wfile.write(b"data: [DONE]\n\n")
+                    if (request.get("stream_options") or {}).get("include_usage"):
+                        self._event({**base, "choices": [], "usage": usage})
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    with server._lock:  # the client closed the stream: stop generating
+                        server.streams_closed_early += 1
                 self.close_connection = True
 
             def _event(self, payload: dict[str, Any]) -> None:
