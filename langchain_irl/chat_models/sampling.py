@@ -8,14 +8,15 @@ own call, which keeps whatever the Runnable adds (retries, fallbacks, configurat
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGeneration, LLMResult
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.retry import RunnableRetry
 
 from langchain_irl.engine.usage import TokenCounter, own_token_counter
@@ -100,6 +101,14 @@ class ChatModelSampler:
             self.messages, {"callbacks": self.callbacks}, **self._kwargs()
         )
         return _single(message)
+
+    def stream_one(self) -> AsyncGenerator[BaseMessageChunk, None]:
+        """One candidate, streamed (speculative rejection closes the losers' streams)."""
+        config: RunnableConfig = {"callbacks": self.callbacks}
+        return self.llm.astream(self.messages, config, **self._kwargs())  # type: ignore[return-value]
+
+    def payload(self, message: AIMessage) -> ChatGeneration:
+        return ChatGeneration(message=message)
 
     def _with_n(self, count: int) -> tuple[BaseChatModel, dict[str, Any]]:
         found = chat_model_of(self.llm)

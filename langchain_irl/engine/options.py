@@ -8,6 +8,7 @@ when the adapter is built, before any paid call.
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import sysconfig
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_irl.engine.selection import Selection
 from langchain_irl.reward_model.model import RewardModel
@@ -28,6 +29,37 @@ _LIBRARY_DIRS = (
     str(Path(__file__).resolve().parents[1]),
     "<frozen",
 )
+
+
+class SpeculativeRejection(BaseModel):
+    """When to score partial candidates, and how many to keep each time.
+
+    Sun et al. (NeurIPS 2024, "Fast Best-of-N Decoding via Speculative Rejection"), over streams:
+    see `engine/speculative.py`. With the defaults, best-of-16 scores at 32, 64 and 128 tokens
+    and keeps half each time: 16 -> 8 -> 4 -> 2 candidates run to the end.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    checkpoints: tuple[int, ...] = (32, 64, 128)
+    """Tokens written (streamed chunks) at which the partial candidates are scored."""
+    keep: float = Field(default=0.5, gt=0, le=1)
+    """Share of the candidates still being written kept at each checkpoint (rounded up)."""
+    min_survivors: int = Field(default=2, ge=1)
+    """Never keep fewer than this many candidates running."""
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _increasing(cls, checkpoints: tuple[int, ...]) -> tuple[int, ...]:
+        if not checkpoints or checkpoints[0] < 1 or list(checkpoints) != sorted(set(checkpoints)):
+            raise ValueError(f"checkpoints must be increasing positive token counts: {checkpoints}")
+        return checkpoints
+
+    def survivors(self, writing: int, finished: int = 0) -> int:
+        """How many of the `writing` candidates go on; `finished` ones are never cut (they cost
+        nothing more) but count toward `min_survivors`."""
+        wanted = max(math.ceil(self.keep * writing), self.min_survivors - finished)
+        return max(0, min(writing, wanted))
 
 
 class BestOfNOptions(BaseModel):
@@ -56,9 +88,28 @@ class BestOfNOptions(BaseModel):
     """Also return every candidate (as further generations, and texts in the metadata)."""
     seed: int | None = None
     """Seed of the softmax rule: with a seed, the same candidates give the same pick."""
+    speculative: SpeculativeRejection | None = None
+    """Stream the candidates and close the losing ones early (speculative rejection): `True` for
+    the default schedule, or a `SpeculativeRejection` with your checkpoints and keep share."""
 
     _warned: set[str] = PrivateAttr(default_factory=set)
     _warn_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("speculative", mode="before")
+    @classmethod
+    def _speculative_flag(cls, value: object) -> object:
+        if value is True:
+            return SpeculativeRejection()
+        return None if value is False else value
+
+    @model_validator(mode="after")
+    def _speculative_draws_all_at_once(self) -> BestOfNOptions:
+        if self.speculative is not None and self.threshold is not None:
+            raise ValueError(
+                "speculative rejection streams all n candidates at once; it does not combine "
+                "with threshold (waves until a good one): set one of them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _threshold_needs_calibration(self) -> BestOfNOptions:

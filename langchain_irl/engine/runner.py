@@ -22,6 +22,7 @@ from langchain_core.messages import BaseMessage
 
 from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.pool import CandidatePool, Choice
+from langchain_irl.engine.speculative import StreamSampler, arun_speculative
 from langchain_irl.engine.usage import TokenCounter
 
 Candidates = tuple[list[Any], list[BaseMessage]]  # payloads, and the message of each
@@ -40,6 +41,9 @@ class Sampler(Protocol):
     def sample(self, count: int) -> Candidates: ...
 
     async def asample(self, count: int) -> Candidates: ...
+
+    # Streaming samplers (for `speculative`) also have `stream_one` and `payload`: see
+    # `speculative.StreamSampler`.
 
 
 class ConcurrencyLimit:
@@ -78,6 +82,12 @@ def run(
     limit: ConcurrencyLimit,
 ) -> tuple[CandidatePool, Choice]:
     """One best-of-n call, in threads (each request runs in a copy of the caller's context)."""
+    if options.speculative is not None:  # streams are async: run them on a loop of their own
+        call = contextvars.copy_context().run
+        with ThreadPoolExecutor(1) as executor:
+            return executor.submit(
+                call, asyncio.run, arun(options, sampler, conversation, limit)
+            ).result()
 
     def limited(count: int) -> Candidates:
         with limit.held():
@@ -107,6 +117,10 @@ async def arun(
 ) -> tuple[CandidatePool, Choice]:
     """One best-of-n call on the running event loop; scoring runs in worker threads."""
     semaphore = limit.for_running_loop()
+    if options.speculative is not None:
+        pool = CandidatePool(options, conversation)
+        stream_sampler = _streaming(sampler)
+        return pool, await arun_speculative(pool, stream_sampler, semaphore, options.speculative)
 
     async def limited(count: int) -> Candidates:
         async with semaphore:
@@ -135,6 +149,12 @@ async def arun(
     finally:
         scorer.cancel()  # a no-op once it has finished
     return pool, pool.select(sampler.token_counter)
+
+
+def _streaming(sampler: Sampler) -> StreamSampler:
+    if not callable(getattr(sampler, "stream_one", None)):
+        raise TypeError(f"speculative rejection needs a streaming sampler; {sampler!r} is not one")
+    return sampler  # type: ignore[return-value]
 
 
 def _record(

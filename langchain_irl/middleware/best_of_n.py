@@ -9,12 +9,13 @@ Needs the `[agents]` extra (`langchain>=1.0`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk
+from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp
 
 from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
@@ -71,6 +72,23 @@ class _ModelCallSampler:
         assert self.ahandler is not None
         response = await self.ahandler(self.request)
         return [response], [_final_message(response)]
+
+    def stream_one(self) -> AsyncGenerator[BaseMessageChunk, None]:
+        """The request's model, with its tools and settings, streamed directly: a handler returns
+        whole responses only, so middleware inside this one does not see speculative candidates."""
+        request = self.request
+        if request.response_format is not None:
+            raise NotImplementedError(
+                "speculative best-of-n streams the model itself; it does not support an agent's "
+                "response_format (structured output): leave speculative off for this agent"
+            )
+        model: Runnable[Any, BaseMessage] = request.model
+        if request.tools:
+            model = request.model.bind_tools(request.tools, tool_choice=request.tool_choice)
+        return model.astream(_conversation(request), **request.model_settings)  # type: ignore[return-value]
+
+    def payload(self, message: AIMessage) -> ModelResponse:
+        return ModelResponse(result=[message], structured_response=None)
 
 
 def _conversation(request: ModelRequest) -> list[BaseMessage]:

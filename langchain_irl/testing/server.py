@@ -64,8 +64,9 @@ class OpenAICompatibleServer:
         self.max_in_flight = 0
         self.faults_injected = 0
         self.faults_by_kind: Counter[str] = Counter()
-        # What streaming really cost: tokens written to clients, and streams the client closed
-        # before the end (generation stops there, as a provider's does).
+        # What generation really cost: completion tokens written to clients (whole responses and
+        # streamed chunks), and streams the client closed before the end (generation stops
+        # there, as a provider's does).
         self.tokens_sent = 0
         self.streams_closed_early = 0
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
@@ -224,6 +225,11 @@ class OpenAICompatibleServer:
                 if fault == "malformed":
                     self._raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
                     return
+                if server.token_rate:  # the n choices are written in parallel: the longest counts
+                    longest = max(_count(c["message"]["content"] or "") for c in choices)
+                    time.sleep(longest / server.token_rate)
+                with server._lock:
+                    server.tokens_sent += completion_tokens
                 self._json(200, response)
 
             def _stream(

@@ -1,0 +1,122 @@
+"""Speculative rejection: real streams from the loopback server, closed early, counted by it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langchain_openai import ChatOpenAI
+
+from langchain_irl import BestOfN, RewardModel
+from langchain_irl.engine.options import SpeculativeRejection
+from langchain_irl.testing.server import OpenAICompatibleServer
+
+PROMPT = "Explain how to make a good cup of coffee at home."
+SCHEDULE = SpeculativeRejection(checkpoints=(8, 16), keep=0.5, min_survivors=2)
+N = 8
+
+
+def _answers() -> list[str]:
+    """Eight long, different answers (300 words each): every cut stream is still being written."""
+    return [
+        " ".join(f"step{i} word{j} of a careful answer about coffee" for j in range(30))
+        for i in range(N)
+    ]
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAICompatibleServer]:
+    with OpenAICompatibleServer(answers_by_prompt={PROMPT: _answers()}, token_rate=400) as running:
+        yield running
+
+
+def _llm(server: OpenAICompatibleServer, **kwargs: object) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=server.base_url, api_key="unused", model="loopback", stream_usage=True, **kwargs
+    )
+
+
+def _settled(server: OpenAICompatibleServer, expected: int) -> int:
+    """The server's count of early-closed streams, once it has seen them all (it notices a
+    closed stream at its next write)."""
+    for _ in range(200):
+        if server.streams_closed_early >= expected:
+            break
+        time.sleep(0.05)
+    return server.streams_closed_early
+
+
+def test_options() -> None:
+    assert SpeculativeRejection().checkpoints == (32, 64, 128)
+    assert SCHEDULE.survivors(8) == 4 and SCHEDULE.survivors(3) == 2
+    assert SCHEDULE.survivors(2, finished=1) == 1 and SCHEDULE.survivors(4, finished=5) == 2
+    for bad in ((), (16, 8), (0, 8), (8, 8)):
+        with pytest.raises(ValueError, match="increasing positive"):
+            SpeculativeRejection(checkpoints=bad)
+
+
+def test_validated_at_construction(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    llm = _llm(server)
+    assert BestOfN(llm=llm, reward_model=model, speculative=True).speculative == (
+        SpeculativeRejection()
+    )
+    assert BestOfN(llm=llm, reward_model=model, speculative=False).speculative is None
+    with pytest.raises(ValueError, match="does not combine"):
+        BestOfN(llm=llm, reward_model=model, speculative=True, threshold=90)
+    with pytest.raises(ValueError, match="keep"):
+        BestOfN(llm=llm, reward_model=model, speculative={"keep": 0})
+
+
+async def test_losers_are_closed_early_and_only_generated_tokens_count(
+    server: OpenAICompatibleServer, model: RewardModel
+) -> None:
+    best = BestOfN(llm=_llm(server), reward_model=model, n=N, speculative=SCHEDULE)
+    message = await best.ainvoke(PROMPT)
+    meta = message.response_metadata["best_of_n"]
+    candidates = meta["speculative"]["candidates"]
+    cut = [c for c in candidates if c["cut_at"] is not None]
+    assert [c["cut_at"] for c in cut].count(8) == 4 and [c["cut_at"] for c in cut].count(16) == 2
+    assert all(c["tokens"] >= c["cut_at"] for c in cut)
+    assert all(len(c["prefix_scores"]) == (1 if c["cut_at"] == 8 else 2) for c in candidates)
+    assert _settled(server, len(cut)) == len(cut)  # the server saw them close: it stopped there
+    # the two survivors ran to the end; the winner is a whole answer
+    assert meta["n_succeeded"] == 2 and message.text in _answers()
+    generated = meta["speculative"]["generated_tokens"]
+    assert generated == sum(c["tokens"] for c in candidates)
+    # the server wrote what the client read (and a cut stream a little more before it noticed),
+    # far from the 2,400 tokens of a best-of-8
+    assert generated <= server.tokens_sent < N * 300 / 2
+    usage = message.usage_metadata
+    assert usage is not None and usage["output_tokens"] == generated
+    assert meta["usage_counted_by"] == "provider + streamed chunks"
+
+
+def test_sync_invoke_and_failed_streams(model: RewardModel) -> None:
+    with OpenAICompatibleServer(
+        answers_by_prompt={PROMPT: _answers()}, token_rate=400, failure_rate=0.3, seed=2
+    ) as server:
+        best = BestOfN(
+            llm=_llm(server, max_retries=0), reward_model=model, n=N, speculative=SCHEDULE
+        )
+        message = best.invoke(PROMPT)
+    meta = message.response_metadata["best_of_n"]
+    failed = [c for c in meta["speculative"]["candidates"] if c["failed"]]
+    assert server.faults_injected >= 1 and len(failed) == server.faults_injected
+    assert len(meta["failures"]) == len(failed) and message.text in _answers()
+
+
+def test_middleware_speculative(server: OpenAICompatibleServer, model: RewardModel) -> None:
+    from langchain.agents import create_agent
+
+    from langchain_irl.middleware import BestOfNMiddleware
+
+    middleware = BestOfNMiddleware(model, n=N, speculative=SCHEDULE)
+    agent = create_agent(_llm(server), [], middleware=[middleware])
+    result = agent.invoke({"messages": [HumanMessage(PROMPT)]})
+    message = result["messages"][-1]
+    speculative = message.response_metadata["best_of_n"]["speculative"]
+    assert sum(c["cut_at"] is not None for c in speculative["candidates"]) == N - 2
+    assert message.text in _answers()
+    assert _settled(server, N - 2) == N - 2
