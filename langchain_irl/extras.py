@@ -11,6 +11,7 @@ EXTRAS = {
     "agents": "agent middleware (langchain)",
     "train": "training (torch, transformers, onnx); install the CPU build of torch first, see "
     "the README",
+    "ray": "Ray Data jobs (ray[data])",
 }
 
 

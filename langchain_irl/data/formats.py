@@ -96,6 +96,13 @@ def parse_input(value: Any) -> InputValue:
     return tuple(messages)
 
 
+def parse_input_cell(value: Any) -> InputValue:
+    """`parse_input` for a table cell: Arrow hands a list of messages over as an array of dicts."""
+    if isinstance(value, str | list):
+        return parse_input(value)
+    return parse_input([dict(message) for message in value])
+
+
 def parse_example(record: Mapping[str, Any]) -> Example:
     score = record.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):

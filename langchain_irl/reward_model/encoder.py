@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -18,14 +18,20 @@ Truncation = Literal["start", "end"]
 CHARS_PER_TOKEN_BOUND = 64
 
 
-def make_session(path: Path, num_threads: int | None = None) -> ort.InferenceSession:
-    """A CPU onnxruntime session with full graph optimisation; `num_threads` intra-op threads."""
+def make_session(
+    path: Path, num_threads: int | None = None, providers: Sequence[Any] | None = None
+) -> ort.InferenceSession:
+    """An onnxruntime session with full graph optimisation; `num_threads` intra-op threads.
+
+    `providers`: onnxruntime execution providers, e.g. `["CUDAExecutionProvider",
+    "CPUExecutionProvider"]` (default: CPU only)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if num_threads is not None:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    chosen = list(providers) if providers else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), options, providers=chosen)
 
 
 class OnnxEncoder:
@@ -69,9 +75,10 @@ class OnnxEncoder:
         *,
         num_threads: int | None = None,
         normalize: bool = True,
+        providers: Sequence[Any] | None = None,
     ) -> OnnxEncoder:
         """`num_threads`: windows encoded at once (default: the machine's cores)."""
-        session = make_session(onnx_path, num_threads=1)
+        session = make_session(onnx_path, num_threads=1, providers=providers)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         workers = num_threads or os.cpu_count() or 1
         return cls(session, tokenizer, max_tokens, workers, normalize=normalize)

@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -90,6 +91,7 @@ class RewardModel:
         path: str | Path,
         *,
         num_threads: int | None = None,
+        providers: Sequence[Any] | None = None,
     ) -> RewardModel:
         """Verify the folder (schema version, completeness, SHA-256 of every file), then load it.
 
@@ -97,6 +99,8 @@ class RewardModel:
         lists them), e.g. `RewardModel.load("caption-humor")`.
 
         `num_threads`: texts encoded at once, one onnxruntime thread each (default: all cores).
+        `providers`: onnxruntime execution providers for the encoder, e.g.
+        `["CUDAExecutionProvider", "CPUExecutionProvider"]` on a machine with a GPU (default: CPU).
         Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
         """
         folder = model_path(path)
@@ -108,6 +112,7 @@ class RewardModel:
                 card.max_tokens,
                 num_threads=num_threads,
                 normalize=card.encoder.normalize,
+                providers=providers,
             )
             head = make_session(folder / HEAD_FILE, num_threads=1)  # tiny: threads only cost
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
