@@ -6,7 +6,7 @@ token rate; `ChatOpenAI` streams them. Tokens are the server's own count of what
 stream stops there); quality is GPT-4-turbo's `judge_win` of the picked answer (0 for NullModel's,
 which has none). Several schedules are run for the tokens-vs-quality curve (a PNG).
 
-    python benchmarks/speculative_rejection.py [--instructions 30] [--token-rate 400]
+    python benchmarks/speculative_rejection.py [--instructions 40] [--token-rate 100]
 """
 
 from __future__ import annotations
@@ -29,27 +29,26 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "32/64/128, keep 1/2 (default)": SpeculativeRejection(),
-    "16/32/64, keep 1/2": SpeculativeRejection(checkpoints=(16, 32, 64)),
-    "8/16/32/64, keep 1/2, 1 left": SpeculativeRejection(
-        checkpoints=(8, 16, 32, 64), min_survivors=1
-    ),
     "16/32/64/128, keep 1/2, 1 left": SpeculativeRejection(
         checkpoints=(16, 32, 64, 128), min_survivors=1
+    ),
+    "32/64/128, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(32, 64, 128)),
+    "16/32/64, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(16, 32, 64)),
+    "8/16/32/64, keep 1/2, 1 left": SpeculativeRejection(
+        checkpoints=(8, 16, 32, 64), min_survivors=1
     ),
     "16/32, keep 1/4, 1 left": SpeculativeRejection(
         checkpoints=(16, 32), keep=0.25, min_survivors=1
     ),
-    "64/128/256, keep 1/2": SpeculativeRejection(checkpoints=(64, 128, 256)),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
-    parser.add_argument("--instructions", type=int, default=30)
+    parser.add_argument("--instructions", type=int, default=40)
     parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--token-rate", type=float, default=400.0, help="tokens/s per stream")
+    parser.add_argument("--token-rate", type=float, default=100.0, help="tokens/s per stream")
     parser.add_argument("--plot", type=Path, default=ROOT / "models/speculative_rejection.png")
     args = parser.parse_args()
     warnings.simplefilter("ignore")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langchain_irl.chat_models.best_of_n import BestOfN
     from langchain_irl.data.formats import DataFileError, Example, Pair, read_examples, read_pairs
+    from langchain_irl.engine.options import SpeculativeRejection
     from langchain_irl.example_selectors.reward import RewardExampleSelector
     from langchain_irl.retrievers.reward import RewardRetriever
     from langchain_irl.reward_model.card import ModelCard, ModelFolderError
@@ -24,6 +25,7 @@ _EXPORTS = {
     "RewardExampleSelector": "langchain_irl.example_selectors.reward",
     "RewardModel": "langchain_irl.reward_model.model",
     "RewardRetriever": "langchain_irl.retrievers.reward",
+    "SpeculativeRejection": "langchain_irl.engine.options",
     "read_examples": "langchain_irl.data.formats",
     "read_pairs": "langchain_irl.data.formats",
 }
@@ -37,6 +39,7 @@ __all__ = [
     "RewardExampleSelector",
     "RewardModel",
     "RewardRetriever",
+    "SpeculativeRejection",
     "read_examples",
     "read_pairs",
 ]

@@ -1,4 +1,5 @@
-"""Every script in examples/ runs, with small sizes; the OpenAI one against the loopback server."""
+"""Every script in examples/ runs, with small sizes; the OpenAI ones against the loopback server
+(the llama.cpp one in test_llama_cpp.py, where llama-cpp-python is installed)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The best-of-n engine: options, the candidate pool, selection rules, usage, and the runners."""
 
-from langchain_irl.engine.options import BestOfNOptions
+from langchain_irl.engine.options import BestOfNOptions, SpeculativeRejection
 from langchain_irl.engine.pool import CandidatePool, Choice
 from langchain_irl.engine.runner import ConcurrencyLimit, Sampler, arun, run
 from langchain_irl.engine.selection import Selection, choose
@@ -12,6 +12,7 @@ __all__ = [
     "ConcurrencyLimit",
     "Sampler",
     "Selection",
+    "SpeculativeRejection",
     "arun",
     "choose",
     "run",
