@@ -29,9 +29,7 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "16/32/64/128, keep 1/2, 1 left": SpeculativeRejection(
-        checkpoints=(16, 32, 64, 128), min_survivors=1
-    ),
+    "16/32/64/128, keep 1/2, 1 left (default)": SpeculativeRejection(),
     "32/64/128, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(32, 64, 128)),
     "16/32/64, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(16, 32, 64)),
     "8/16/32/64, keep 1/2, 1 left": SpeculativeRejection(

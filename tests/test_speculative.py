@@ -49,7 +49,7 @@ def _settled(server: OpenAICompatibleServer, expected: int) -> int:
 
 
 def test_options() -> None:
-    assert SpeculativeRejection().checkpoints == (32, 64, 128)
+    assert SpeculativeRejection().checkpoints == (16, 32, 64, 128)
     assert SCHEDULE.survivors(8) == 4 and SCHEDULE.survivors(3) == 2
     assert SCHEDULE.survivors(2, finished=1) == 1 and SCHEDULE.survivors(4, finished=5) == 2
     for bad in ((), (16, 8), (0, 8), (8, 8)):

@@ -83,11 +83,10 @@ def sft_record(row: Mapping[str, Any], input_column: str = "input") -> dict[str,
     """TRL prompt-completion row of a `BestOfNRecords` row (None if it has no samples)."""
     if not row["completion"]:
         return None
-    prompt = row[input_column]
-    conversational = not isinstance(prompt, str)
+    prompt, reply = _trl_form(row[input_column])
     return {
-        "prompt": _messages(prompt) if conversational else prompt,
-        "completion": _as_reply(row["completion"], conversational),
+        "prompt": prompt,
+        "completion": reply(row["completion"]),
         "reward": float(row["chosen_reward"]),
     }
 
@@ -99,20 +98,20 @@ def pair_record(
     `margin`; None otherwise."""
     if not row["completion"] or not float(row["margin"]) >= margin:
         return None
-    prompt = row[input_column]
-    conversational = not isinstance(prompt, str)
+    prompt, reply = _trl_form(row[input_column])
     return {
-        "prompt": _messages(prompt) if conversational else prompt,
-        "chosen": _as_reply(row["completion"], conversational),
-        "rejected": _as_reply(row["rejected"], conversational),
+        "prompt": prompt,
+        "chosen": reply(row["completion"]),
+        "rejected": reply(row["rejected"]),
         "chosen_reward": float(row["chosen_reward"]),
         "rejected_reward": float(row["rejected_reward"]),
     }
 
 
-def _as_reply(text: str, conversational: bool) -> Any:
-    return [{"role": "assistant", "content": text}] if conversational else text
-
-
-def _messages(prompt: Any) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+def _trl_form(prompt: Any) -> tuple[Any, Callable[[str], Any]]:
+    """TRL's standard form (a string prompt, string replies) or its conversational form (lists
+    of role/content messages), as the input is."""
+    if isinstance(prompt, str):
+        return prompt, lambda text: text
+    messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return messages, lambda text: [{"role": "assistant", "content": text}]

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    message_chunk_to_message,
+)
 from langchain_core.messages.ai import UsageMetadata
 
 from langchain_irl.engine.options import SpeculativeRejection
@@ -175,22 +181,9 @@ def _fill(pool: CandidatePool, sampler: StreamSampler, streams: Sequence[_Stream
         if stream.error is not None:
             pool.add_failure(stream.error)
         elif stream.finished and stream.cut_at is None and stream.chunk is not None:
-            message = _message(stream.chunk)
+            message = message_chunk_to_message(stream.chunk)
+            assert isinstance(message, AIMessage)
             pool.add([sampler.payload(message)], [message])
-
-
-def _message(chunk: AIMessageChunk) -> AIMessage:
-    """The finished candidate as a plain message (chunks carry partial tool-call fields)."""
-    return AIMessage(
-        content=chunk.content,
-        additional_kwargs=chunk.additional_kwargs,
-        response_metadata=chunk.response_metadata,
-        tool_calls=chunk.tool_calls,
-        invalid_tool_calls=chunk.invalid_tool_calls,
-        usage_metadata=chunk.usage_metadata,
-        id=chunk.id,
-        name=chunk.name,
-    )
 
 
 def _usage(

