@@ -32,6 +32,15 @@ def test_bundled_model_loads_and_names_its_parts(model_copy: Path) -> None:
     assert card.calibration is not None and card.metrics
 
 
+def test_a_local_folder_shadowing_a_bundled_name_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "helpful").mkdir()  # e.g. an experiment folder in the working directory
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFolderError, match="shadows the bundled model 'helpful'"):
+        RewardModel.load("helpful")
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelFolderError, match="no such reward-model folder"):
         RewardModel.load(tmp_path / "nope")

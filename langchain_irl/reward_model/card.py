@@ -127,6 +127,15 @@ def read_card(folder: str | Path) -> ModelCard:
             f"{root}: not a folder (a reward model is a folder with {CARD_FILE})"
         )
     card_path = root / CARD_FILE
+    if not card_path.exists() and len(root.parts) == 1:
+        from langchain_irl.bundled import bundled_models
+
+        if root.name in bundled_models():
+            raise ModelFolderError(
+                f"{root}: a folder of this name in the working directory has no {CARD_FILE}, and "
+                f"it shadows the bundled model {root.name!r}; run elsewhere, or pass the bundled "
+                f"folder ({bundled_models()[root.name]})"
+            )
     _check_plain_file(root, CARD_FILE)
     try:
         raw = json.loads(card_path.read_text(encoding="utf-8"))
