@@ -72,7 +72,13 @@ def _share(value: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `score MODEL --prompt P CANDIDATE...`: argparse gives the candidates after an option back
+    # as extras, since `candidates` may be empty (the --input mode); they are candidates.
+    if extra and args.command == "score" and not any(e.startswith("-") for e in extra):
+        args.candidates = [*args.candidates, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("root", "onnxruntime", "transformers", "httpx", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
