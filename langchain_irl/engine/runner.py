@@ -13,10 +13,10 @@ import contextvars
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from langchain_core.messages import BaseMessage
 
@@ -26,6 +26,7 @@ from langchain_irl.engine.speculative import StreamSampler, arun_speculative
 from langchain_irl.engine.usage import TokenCounter
 
 Candidates = tuple[list[Any], list[BaseMessage]]  # payloads, and the message of each
+T = TypeVar("T")
 
 
 class Sampler(Protocol):
@@ -82,12 +83,8 @@ def run(
     limit: ConcurrencyLimit,
 ) -> tuple[CandidatePool, Choice]:
     """One best-of-n call, in threads (each request runs in a copy of the caller's context)."""
-    if options.speculative is not None:  # streams are async: run them on a loop of their own
-        call = contextvars.copy_context().run
-        with ThreadPoolExecutor(1) as executor:
-            return executor.submit(
-                call, asyncio.run, arun(options, sampler, conversation, limit)
-            ).result()
+    if options.speculative is not None:  # streams are async: run them on the engine's loop
+        return _on_engine_loop(arun(options, sampler, conversation, limit))
 
     def limited(count: int) -> Candidates:
         with limit.held():
@@ -149,6 +146,43 @@ async def arun(
     finally:
         scorer.cancel()  # a no-op once it has finished
     return pool, pool.select(sampler.token_counter)
+
+
+_ENGINE_LOOP: asyncio.AbstractEventLoop | None = None
+_ENGINE_LOOP_LOCK = threading.Lock()
+
+
+def _on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code on one long-lived event loop (a daemon thread), in a copy of
+    the caller's context. One loop for every call, not one per call: async HTTP clients that
+    LangChain caches across calls (ChatOpenAI's) keep connections bound to the loop that opened
+    them, and fail with "Event loop is closed" on the next loop."""
+    global _ENGINE_LOOP
+    with _ENGINE_LOOP_LOCK:
+        if _ENGINE_LOOP is None:
+            _ENGINE_LOOP = asyncio.new_event_loop()
+            threading.Thread(
+                target=_ENGINE_LOOP.run_forever, name="best-of-n-loop", daemon=True
+            ).start()
+        loop = _ENGINE_LOOP
+    context = contextvars.copy_context()
+    outcome: Future[T] = Future()
+
+    def start() -> None:
+        task = loop.create_task(coroutine, context=context)
+        task.add_done_callback(lambda done: _settle(done, outcome))
+
+    loop.call_soon_threadsafe(start)
+    return outcome.result()
+
+
+def _settle(task: asyncio.Task[T], outcome: Future[T]) -> None:
+    if task.cancelled():
+        outcome.cancel()
+    elif task.exception() is not None:
+        outcome.set_exception(task.exception())  # type: ignore[arg-type]
+    else:
+        outcome.set_result(task.result())
 
 
 def _streaming(sampler: Sampler) -> StreamSampler:
