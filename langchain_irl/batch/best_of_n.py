@@ -10,6 +10,7 @@ preference rows (`prompt`, `chosen`, `rejected`), with string prompts, or the co
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 from langchain_irl.data.collect import Sampler
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
 from langchain_irl.reward_model.model import RewardModel
+
+logger = logging.getLogger(__name__)
 
 
 class BestOfNRecords:
@@ -73,7 +76,8 @@ class BestOfNRecords:
             async with semaphore:
                 try:
                     return list(await self.sampler(value, self.n))
-                except Exception:  # the prompt is skipped; the others go on
+                except Exception as error:  # the prompt is skipped; the others go on
+                    logger.warning("a prompt got no samples (it is left out): %s", error)
                     return []
 
         return list(await asyncio.gather(*(one(v) for v in values)))
