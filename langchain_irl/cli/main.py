@@ -417,6 +417,9 @@ def _run_models(args: argparse.Namespace) -> None:
         print(f"{name}  ({card.objective}, {card.encoder.name}, {card.encoder.quantization})")
         print(f"  {card.description}")
         print(f"  held-out: {metrics}")
+        for name, values in card.evaluations.items():
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items()))
+            print(f"  evaluated on {name}: {shown}")
         print(f"  folder: {folder}")
 
 
