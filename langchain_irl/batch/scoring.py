@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from langchain_irl.data.formats import input_messages, parse_input_cell
+from langchain_irl.evaluation.report import score_by_input
 from langchain_irl.reward_model.model import RewardModel
 
 Batch = Mapping[str, Sequence[Any]]
@@ -43,22 +45,16 @@ class BatchScorer:
         for column in (self.prompt_column, self.candidate_column):
             if column not in batch:
                 raise KeyError(f"rows have no column {column!r} (columns: {sorted(batch)})")
-        prompts = [_prompt(p) for p in batch[self.prompt_column]]
+        rendered = [
+            self.model.render(input_messages(parse_input_cell(cell)))
+            for cell in batch[self.prompt_column]
+        ]
+        prompts = list(dict.fromkeys(rendered))
+        index = {prompt: i for i, prompt in enumerate(prompts)}
+        groups = np.array([index[prompt] for prompt in rendered], dtype=np.int64)
         candidates = [str(c) for c in batch[self.candidate_column]]
-        rewards = np.empty(len(candidates), dtype=np.float32)
-        by_prompt: dict[str, list[int]] = {}
-        for row, prompt in enumerate(prompts):
-            by_prompt.setdefault(self.model.render(prompt), []).append(row)
-        for rendered, rows in by_prompt.items():
-            rewards[rows] = self.model.score(rendered, [candidates[i] for i in rows])
+        rewards = score_by_input(self.model, prompts, groups, candidates)
         result = {**batch, self.reward_column: rewards}
         if self.percentile_column is not None:
             result[self.percentile_column] = np.asarray(self.model.percentile(rewards))
         return result
-
-
-def _prompt(value: Any) -> Any:
-    """A prompt cell: a string, or chat messages (a list, or an array of dicts from Arrow)."""
-    if isinstance(value, str):
-        return value
-    return [dict(message) for message in value]

@@ -193,7 +193,8 @@ def _adversarial_metrics(
     gold: np.ndarray,
 ) -> dict[str, float]:
     """Above-median rates of adversarial answers among the policy samples of their input."""
-    known = [a for a in answers if a.prompt(model.card.prompt_format) in index]
+    answer_prompts = [a.prompt(model.card.prompt_format) for a in answers]
+    known = [a for a, prompt in zip(answers, answer_prompts, strict=True) if prompt in index]
     if len(known) < len(answers):
         logger.warning(
             "%s: %d of %d adversarial answers have inputs the evaluation data lacks; skipped",
@@ -203,11 +204,8 @@ def _adversarial_metrics(
         )
     if not known:
         return {}
-    answer_groups = np.array([index[a.prompt(model.card.prompt_format)] for a in known])
-    answer_rewards = np.empty(len(known), dtype=np.float32)
-    for group in np.unique(answer_groups):
-        (members,) = np.nonzero(answer_groups == group)
-        answer_rewards[members] = model.score(prompts[group], [known[i].output for i in members])
+    answer_groups = np.array([index[prompt] for prompt in answer_prompts if prompt in index])
+    answer_rewards = score_by_input(model, prompts, answer_groups, [a.output for a in known])
     samples = ~is_demo
     metrics = {
         f"adversarial_{name}": above_median_rate(
