@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from langchain_irl.data.collect import Sampler, sample_key
+from langchain_irl.data.collect import Sampler, append_records, sample_key
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
 
 logger = logging.getLogger(__name__)
@@ -131,12 +130,9 @@ class _Partition:
             self._refresh(cut_torn=True)
             new = [r for r in records if r["id"] not in self._ids]
             if new:
-                payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new).encode()
                 with self.path.open("ab") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                self._offset += len(payload)
+                    append_records(handle, new)
+                    self._offset = handle.tell()
                 self._ids.update(r["id"] for r in new)
         return len(new)
 

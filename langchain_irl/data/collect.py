@@ -159,7 +159,7 @@ async def _fill(
                     logger.warning("an input failed (run again to resume): %s", error)
                     failed.append(sample_key(value))
                     return 0
-            _append(handle, [{"input": input_messages(value), "output": text} for text in outputs])
+            append_records(handle, [{"input": input_messages(value), "output": text} for text in outputs])
             progress.update(len(outputs))
             return len(outputs)
 
@@ -188,7 +188,8 @@ def _read_counts(handle: IO[bytes], cache: Path) -> Counter[str]:
     return counts
 
 
-def _append(handle: IO[bytes], records: list[dict[str, Any]]) -> None:
+def append_records(handle: IO[bytes], records: list[dict[str, Any]]) -> None:
+    """Append records as JSON lines in one write, flushed and fsync'ed before returning."""
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
     handle.seek(0, os.SEEK_END)
     handle.write(payload)  # one write per request: its samples land together
