@@ -59,22 +59,16 @@ def score_dataset(
     machine's cores). With `providers` (e.g. `["CUDAExecutionProvider",
     "CPUExecutionProvider"]`) give each actor `num_gpus`.
     """
-    return dataset.map_batches(
-        BatchScorer,
-        fn_constructor_args=(model,),
-        fn_constructor_kwargs={
-            "prompt_column": prompt_column,
-            "candidate_column": candidate_column,
-            "reward_column": reward_column,
-            "percentile_column": percentile_column,
-            "num_threads": num_threads,
-            "providers": providers,
-        },
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray_data.ActorPoolStrategy(size=actors),
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
+    options = {
+        "prompt_column": prompt_column,
+        "candidate_column": candidate_column,
+        "reward_column": reward_column,
+        "percentile_column": percentile_column,
+        "num_threads": num_threads,
+        "providers": providers,
+    }
+    return _in_actor_pool(
+        dataset, BatchScorer, (model,), options, "numpy", batch_size, actors, num_cpus, num_gpus
     )
 
 
@@ -98,19 +92,15 @@ def collect_dataset(
     says how many of its input's k samples are on disk; run again to fill what failed. The rate
     limit a provider sees is at most `actors * concurrency` requests in flight.
     """
-    return dataset.map_batches(
-        PartitionedCollector,
-        fn_constructor_args=(sampler_factory, str(out_dir), k),
-        fn_constructor_kwargs={
-            "partitions": partitions,
-            "concurrency": concurrency,
-            "attempts": attempts,
-            "input_column": input_column,
-        },
-        batch_size=batch_size,
-        batch_format="pandas",
-        compute=ray_data.ActorPoolStrategy(size=actors),
-        num_cpus=num_cpus,
+    options = {
+        "partitions": partitions,
+        "concurrency": concurrency,
+        "attempts": attempts,
+        "input_column": input_column,
+    }
+    arguments = (sampler_factory, str(out_dir), k)
+    return _in_actor_pool(
+        dataset, PartitionedCollector, arguments, options, "pandas", batch_size, actors, num_cpus
     )
 
 
@@ -128,12 +118,32 @@ def best_of_n_dataset(
 ) -> Dataset:
     """For each prompt row: n samples scored, the best and the worst with their rewards (see
     `BestOfNRecords`; `batch.best_of_n.sft_record` and `pair_record` give TRL's formats)."""
+    options = {"concurrency": concurrency, "input_column": input_column}
+    arguments = (sampler_factory, model, n)
+    return _in_actor_pool(
+        dataset, BestOfNRecords, arguments, options, "pandas", batch_size, actors, num_cpus
+    )
+
+
+def _in_actor_pool(
+    dataset: Dataset,
+    job: type,
+    arguments: tuple[Any, ...],
+    options: dict[str, Any],
+    batch_format: str,
+    batch_size: int,
+    actors: int,
+    num_cpus: float,
+    num_gpus: float = 0,
+) -> Dataset:
+    """`map_batches` with `job(*arguments, **options)` built once per actor of a fixed pool."""
     return dataset.map_batches(
-        BestOfNRecords,
-        fn_constructor_args=(sampler_factory, model, n),
-        fn_constructor_kwargs={"concurrency": concurrency, "input_column": input_column},
+        job,
+        fn_constructor_args=arguments,
+        fn_constructor_kwargs=options,
         batch_size=batch_size,
-        batch_format="pandas",
+        batch_format=batch_format,
         compute=ray_data.ActorPoolStrategy(size=actors),
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
     )
