@@ -15,26 +15,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from langchain_irl.data.formats import DataFileError, numbered_lines
-
 Row = dict[str, Any]
 Job = Callable[[Mapping[str, list[Any]]], Mapping[str, Any]]
-
-
-def read_rows(path: Path) -> list[Row]:
-    """JSON objects, one per line; a malformed line is an error naming the file and line."""
-    rows = []
-    for number, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFileError(f"{path}:{number}: not JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise DataFileError(f"{path}:{number}: expected a JSON object")
-        rows.append(row)
-    return rows
 
 
 def in_process(job: Job, rows: list[Row], batch_size: int, desc: str) -> Iterator[Row]:

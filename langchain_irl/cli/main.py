@@ -459,11 +459,12 @@ def _score_file(args: argparse.Namespace) -> None:
     import functools
 
     from langchain_irl.batch import BatchScorer
-    from langchain_irl.batch.files import read_rows, write_rows
+    from langchain_irl.batch.files import write_rows
+    from langchain_irl.data.formats import read_objects
 
     if not (args.input and args.out) or args.prompt or args.candidates:
         raise ValueError("--input and --out go together, without --prompt or candidates")
-    rows = read_rows(args.input)
+    rows = read_objects(args.input)
     if not rows:
         raise ValueError(f"{args.input}: no rows to score")
     job = functools.partial(BatchScorer, args.model)
@@ -488,12 +489,11 @@ def _run_best_of_n(args: argparse.Namespace) -> None:
 
     from langchain_irl.batch import BestOfNRecords
     from langchain_irl.batch.best_of_n import pair_record, sft_record
-    from langchain_irl.batch.files import read_rows
-    from langchain_irl.data.formats import write_jsonl
+    from langchain_irl.data.formats import read_objects, write_jsonl
 
     if args.n < 2:
         raise ValueError(f"best-of-n needs --n of at least 2, got {args.n}")
-    rows = read_rows(args.input)
+    rows = read_objects(args.input)
     if not rows:
         raise ValueError(f"{args.input}: no prompts")
     factory = _sampler_factory(args)

@@ -130,6 +130,11 @@ def read_pairs(path: str | Path, *, skip_invalid: bool = False) -> list[Pair]:
     return _read(Path(path), parse_pair, skip_invalid)
 
 
+def read_objects(path: str | Path) -> list[dict[str, Any]]:
+    """JSON objects, one per line, whatever their keys (the rows of a batch job)."""
+    return _read(Path(path), dict, skip_invalid=False)
+
+
 def check_matched(
     demos: Sequence[Example],
     samples: Sequence[Example],
