@@ -28,13 +28,21 @@ from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_
 from langchain_irl.train.head import head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
 from langchain_irl.train.pipeline import EncodedSet, encode_examples
+from langchain_irl.train.supervised import supervised_head
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONTESTS = (641, 645, 648, 650, 654)
 METRICS = ("pairwise_accuracy", "spearman_gold", "best_of_16_gap_closed")
 
 
-def fit_and_score(train: EncodedSet, valid: EncodedSet, epochs: int) -> dict[str, float]:
+def fit_rewards(
+    train: EncodedSet,
+    valid: EncodedSet,
+    epochs: int = 400,
+    hidden: tuple[int, ...] = (),
+    seed: int = 0,
+) -> np.ndarray:
+    """The validation records' rewards under a maxent head (off-topic 2) fit on `train`."""
     features = ("log_tokens",)
     data = CandidateFeatures.of(
         train.prompt_embeddings,
@@ -42,39 +50,22 @@ def fit_and_score(train: EncodedSet, valid: EncodedSet, epochs: int) -> dict[str
         train.embeddings,
         candidate_features(train.token_counts, features),
     )
-    layers = train_head(data, train.is_demo, "maxent", off_topic=2, max_epochs=epochs, seed=0)
-    rewards = head_forward(layers, valid.phi(features))
+    layers = train_head(
+        data, train.is_demo, "maxent", hidden=hidden, off_topic=2, max_epochs=epochs, seed=seed
+    )
+    return head_forward(layers, valid.phi(features))
+
+
+def fit_and_score(train: EncodedSet, valid: EncodedSet, epochs: int) -> dict[str, float]:
+    rewards = fit_rewards(train, valid, epochs)
     return reward_metrics(rewards, valid.groups, valid.is_demo, valid.gold)
 
 
-def supervised_ceiling(
-    train: EncodedSet, valid: EncodedSet, pairs: int = 40_000
-) -> dict[str, float]:
-    """The same head trained on the human ratings themselves: Bradley-Terry on pairs of captions
-    of one contest, the better-rated first. What IRL from demonstrations is measured against."""
-    import torch
-
-    from langchain_irl.train.head_training import RewardHead, standardised_layers
-    from langchain_irl.train.losses import objective_loss
-
+def supervised_ceiling(train: EncodedSet, valid: EncodedSet) -> dict[str, float]:
+    """The same head trained on the human ratings themselves (the card's `supervised_*`)."""
     features = ("log_tokens",)
-    phi = torch.from_numpy(train.phi(features))
-    rng = np.random.default_rng(0)
-    first = rng.integers(0, len(train.texts), size=pairs * 3)
-    second = np.array([rng.choice(np.flatnonzero(train.groups == train.groups[i])) for i in first])
-    keep = np.abs(train.gold[first] - train.gold[second]) > 0.05  # a real difference in rating
-    better = np.where(train.gold[first] > train.gold[second], first, second)[keep][:pairs]
-    worse = np.where(train.gold[first] > train.gold[second], second, first)[keep][:pairs]
-    matrix = torch.from_numpy(np.stack([better, worse], axis=1))
-    torch.manual_seed(0)
-    head = RewardHead(phi.shape[1])
-    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
-    for _ in range(300):
-        loss = objective_loss("bt", head(phi[matrix]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    layers = standardised_layers(head, train.phi(features)[~train.is_demo])
+    layers = supervised_head(train.phi(features), train.groups, train.gold)
+    assert layers is not None, "caption contests carry ratings"
     rewards = head_forward(layers, valid.phi(features))
     return reward_metrics(rewards, valid.groups, valid.is_demo, valid.gold)
 

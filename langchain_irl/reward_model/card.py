@@ -79,7 +79,9 @@ class ModelCard(_Strict):
     objective: str
     training_data: dict[str, Any] = {}
     metrics: dict[str, float] = {}
-    """Held-out metrics measured when the model was trained (its validation inputs)."""
+    """Held-out metrics measured when the model was trained (its validation inputs). Where the data
+    carries gold scores, `supervised_*` are the same figures for the same head trained on those
+    scores instead of the demonstrations: the ceiling IRL is measured against."""
     evaluations: dict[str, dict[str, float]] = {}
     """Later evaluations on named data sets (`langchain-irl eval --record NAME`)."""
     calibration: Calibration | None = None
