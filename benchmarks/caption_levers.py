@@ -1,4 +1,5 @@
-"""Which levers pay for the caption reward? Frozen all-MiniLM-L6-v2, one table, one run.
+"""Which levers pay for the caption reward? A frozen encoder (all-MiniLM-L6-v2 unless `--encoder`
+names another local folder), one table, one run.
 
     python benchmarks/caption_levers.py --data ../shared/data/caption_contest/train.jsonl.gz
 
@@ -39,6 +40,9 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="caption-contest JSONL(.gz)")
     parser.add_argument("--validation-contests", type=int, default=15)
+    parser.add_argument(
+        "--encoder", type=Path, help="a local Hugging Face encoder folder (default: MiniLM-L6)"
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "embedding-cache")
     args = parser.parse_args()
 
@@ -48,7 +52,7 @@ def main() -> None:
     number_of = {c.description: c.number for c in contests}
 
     with tempfile.TemporaryDirectory() as tmp:
-        encoder, folder = load_encoder()
+        encoder, folder = load_encoder(args.encoder)
         files = [Path(tmp) / "fp32.onnx", Path(tmp) / "tokenizer.json"]
         export_encoder(encoder, folder, files[0])
         tokenizer_json(folder, files[1])
@@ -82,7 +86,7 @@ def main() -> None:
         "5 heads of hidden 64, averaged": lambda: ensemble((64,)),
         "supervised ceiling (BT on ratings)": ceiling,
     }
-    print(f"held-out contests: {len(held_out)}; frozen encoder, maxent, off-topic 2\n")
+    print(f"held-out contests: {len(held_out)}; frozen {folder.name}, maxent, off-topic 2\n")
     print(f"{'variant':>36}" + "".join(f"{m:>24}" for m in METRICS) + f"{'train s':>9}")
     for name, fit in variants.items():
         started = time.perf_counter()

@@ -24,6 +24,9 @@ def test_help_lists_the_commands() -> None:
 def test_data_commands(tmp_path: Path) -> None:
     assert main(["data", "caption-contest", str(CAPTIONS), "--out-dir", str(tmp_path)]) == 0
     assert sum(1 for _ in (tmp_path / "demos.jsonl").open()) == 50 * 30
+    two = ["--contests", "641", "645", "--sample-chunks", "middle", "--out-dir", str(tmp_path)]
+    assert main(["data", "caption-contest", str(CAPTIONS), *two]) == 0
+    assert sum(1 for _ in (tmp_path / "demos.jsonl").open()) == 2 * 30
     assert main(["data", "hh-rlhf", str(HH_PAIRS), "--out", str(tmp_path / "hh.jsonl")]) == 0
     assert sum(1 for _ in (tmp_path / "hh.jsonl").open()) == 1384
 

@@ -175,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
         help="which blocks of entries are policy samples",
     )
     captions.add_argument(
+        "--contests", type=int, nargs="+", help="only these contests (default: all in the file)"
+    )
+    captions.add_argument(
         "--exclude-contests", type=int, nargs="*", default=[], help="contests to leave out"
     )
     captions.set_defaults(run=_run_caption_contest)
@@ -533,7 +536,11 @@ def _run_caption_contest(args: argparse.Namespace) -> None:
     from langchain_irl.data.formats import write_jsonl
 
     demos, samples = caption_contest(
-        args.file, top=args.top, sample_chunks=args.sample_chunks, exclude=args.exclude_contests
+        args.file,
+        top=args.top,
+        sample_chunks=args.sample_chunks,
+        contests=args.contests,
+        exclude=args.exclude_contests,
     )
     for name, records in (("demos.jsonl", demos), ("samples.jsonl", samples)):
         count = write_jsonl(args.out_dir / name, (r.to_json() for r in records))
