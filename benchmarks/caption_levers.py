@@ -27,9 +27,7 @@ from langchain_irl.evaluation.metrics import reward_metrics
 from langchain_irl.reward_model.encoder import OnnxEncoder
 from langchain_irl.train.embedding_cache import CachedEncoder
 from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_json
-from langchain_irl.train.head import head_forward
-from langchain_irl.train.pipeline import EncodedSet, encode_examples
-from langchain_irl.train.supervised import supervised_head
+from langchain_irl.train.pipeline import EncodedSet, encode_examples, supervised_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,10 +70,9 @@ def main() -> None:
         return np.mean([fit_rewards(train_30, valid, hidden=hidden, seed=s) for s in range(5)], 0)
 
     def ceiling() -> np.ndarray:
-        features = ("log_tokens",)
-        layers = supervised_head(train_30.phi(features), train_30.groups, train_30.gold)
-        assert layers is not None, "caption contests carry ratings"
-        return head_forward(layers, valid.phi(features))
+        rewards = supervised_rewards(train_30, valid)
+        assert rewards is not None, "caption contests carry ratings"
+        return rewards
 
     variants: dict[str, Callable[[], np.ndarray]] = {
         "top-30 demos, linear head (base)": lambda: fit_rewards(train_30, valid),

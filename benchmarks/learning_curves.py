@@ -27,8 +27,7 @@ from langchain_irl.reward_model.model import candidate_features
 from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_json
 from langchain_irl.train.head import head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
-from langchain_irl.train.pipeline import EncodedSet, encode_examples
-from langchain_irl.train.supervised import supervised_head
+from langchain_irl.train.pipeline import EncodedSet, encode_examples, supervised_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONTESTS = (641, 645, 648, 650, 654)
@@ -58,15 +57,6 @@ def fit_rewards(
 
 def fit_and_score(train: EncodedSet, valid: EncodedSet, epochs: int) -> dict[str, float]:
     rewards = fit_rewards(train, valid, epochs)
-    return reward_metrics(rewards, valid.groups, valid.is_demo, valid.gold)
-
-
-def supervised_ceiling(train: EncodedSet, valid: EncodedSet) -> dict[str, float]:
-    """The same head trained on the human ratings themselves (the card's `supervised_*`)."""
-    features = ("log_tokens",)
-    layers = supervised_head(train.phi(features), train.groups, train.gold)
-    assert layers is not None, "caption contests carry ratings"
-    rewards = head_forward(layers, valid.phi(features))
     return reward_metrics(rewards, valid.groups, valid.is_demo, valid.gold)
 
 
@@ -103,7 +93,9 @@ def main() -> None:
     for epochs in (10, 25, 50, 100, 200, 400):
         by_epochs[epochs] = fit_and_score(everything, valid, epochs=epochs)
 
-    ceiling = supervised_ceiling(everything, valid)
+    rewards = supervised_rewards(everything, valid)
+    assert rewards is not None, "caption contests carry ratings"
+    ceiling = reward_metrics(rewards, valid.groups, valid.is_demo, valid.gold)
     irl = by_contests[len(training)]
     print(f"held-out contests: {len(held_out)}; frozen encoder, maxent, off-topic 2\n")
     print(

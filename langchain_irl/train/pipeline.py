@@ -278,20 +278,29 @@ def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> l
 def supervised_ceiling(
     train_set: EncodedSet, valid_set: EncodedSet, head_info: HeadInfo, config: TrainConfig
 ) -> dict[str, float]:
-    """The same head on the same features, trained on the gold scores instead of the
-    demonstrations, measured on the same validation inputs (empty without gold scores)."""
-    layers = supervised_head(
-        train_set.phi(head_info.features),
-        train_set.groups,
-        train_set.gold,
-        hidden=config.hidden,
-        seed=config.seed,
+    """The card's `supervised_*` figures (empty without gold scores)."""
+    rewards = supervised_rewards(
+        train_set, valid_set, head_info.features, config.hidden, config.seed
     )
-    if layers is None:
+    if rewards is None:
         return {}
-    rewards = head_forward(layers, valid_set.phi(head_info.features))
     ceiling = reward_metrics(rewards, valid_set.groups, valid_set.is_demo, valid_set.gold)
     return {f"supervised_{name}": ceiling[name] for name in CEILING_METRICS if name in ceiling}
+
+
+def supervised_rewards(
+    train_set: EncodedSet,
+    valid_set: EncodedSet,
+    features: Sequence[str] = ("log_tokens",),
+    hidden: Sequence[int] = (),
+    seed: int = 0,
+) -> np.ndarray | None:
+    """`valid_set`'s rewards under the same head on the same features, trained on `train_set`'s
+    gold scores instead of its demonstrations (None without gold scores)."""
+    layers = supervised_head(
+        train_set.phi(features), train_set.groups, train_set.gold, hidden=hidden, seed=seed
+    )
+    return None if layers is None else head_forward(layers, valid_set.phi(features))
 
 
 def _fine_tune(
