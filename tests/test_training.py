@@ -50,8 +50,6 @@ def _synthetic(seed: int = 0) -> tuple[CandidateFeatures, np.ndarray, np.ndarray
 def test_torch_objectives_learn_the_demo_direction(objective: str, hidden: tuple[int, ...]) -> None:
     data, phi, is_demo = _synthetic()
     layers = train_head(data, is_demo, objective, hidden=hidden, max_epochs=200)
-    from langchain_irl.train.head import head_forward
-
     rewards = head_forward(layers, phi)
     assert rewards[is_demo].mean() > rewards[~is_demo].mean() + 1.0
     assert rewards[~is_demo].mean() == pytest.approx(0, abs=1e-3)  # centred on samples
@@ -91,7 +89,6 @@ def test_off_topic_negatives_teach_the_reward_to_read_the_input() -> None:
     features = np.zeros((len(groups), 0), np.float32)
     data = CandidateFeatures.of(prompts, groups, candidates, features)
     demos = np.flatnonzero(is_demo)
-    from langchain_irl.train.head import head_forward
 
     def matching(off_topic: int) -> float:
         """Share of demonstrations scored higher under their own input than under another."""

@@ -193,8 +193,8 @@ def _adversarial_metrics(
     gold: np.ndarray,
 ) -> dict[str, float]:
     """Above-median rates of adversarial answers among the policy samples of their input."""
-    answer_prompts = [a.prompt(model.card.prompt_format) for a in answers]
-    known = [a for a, prompt in zip(answers, answer_prompts, strict=True) if prompt in index]
+    placed = [(a, index.get(a.prompt(model.card.prompt_format))) for a in answers]
+    known = [a for a, group in placed if group is not None]
     if len(known) < len(answers):
         logger.warning(
             "%s: %d of %d adversarial answers have inputs the evaluation data lacks; skipped",
@@ -204,7 +204,7 @@ def _adversarial_metrics(
         )
     if not known:
         return {}
-    answer_groups = np.array([index[prompt] for prompt in answer_prompts if prompt in index])
+    answer_groups = np.array([group for _, group in placed if group is not None])
     answer_rewards = score_by_input(model, prompts, answer_groups, [a.output for a in known])
     samples = ~is_demo
     metrics = {
