@@ -1,12 +1,21 @@
-"""Speculative best-of-16 vs best-of-16 vs one call: tokens generated, wall time, judge's verdict.
+"""Speculative best-of-16 as the README shows it, at its defaults, vs best-of-16 vs one call.
 
 AlpacaEval instructions the bundled `helpful` reward never saw, each served by the loopback
-OpenAI-compatible server with its own 51 real answers (the judge's reference excluded) at a fixed
-token rate; `ChatOpenAI` streams them. Tokens are the server's own count of what it wrote (a closed
-stream stops there); quality is GPT-4-turbo's `judge_win` of the picked answer (0 for NullModel's,
-which has none). Several schedules are run for the tokens-vs-quality curve (a PNG).
+OpenAI-compatible server with its own 51 real answers (the judge's reference excluded): every
+stream waits for its first token a time drawn from `--first-token` (0.1 to 1.0 s), then writes at
+a fixed token rate; `ChatOpenAI` streams them. The models are built exactly as the README builds
+them, `BestOfN(llm=ChatOpenAI(...), reward_model=helpful, n=16, speculative=True)`, with no other
+option (so `max_concurrency` is its default). For each token rate, side by side:
 
-    python benchmarks/speculative_rejection.py [--instructions 40] [--token-rate 100]
+- tokens: the server's own count of what it wrote (a closed stream stops there);
+- wall time per call;
+- quality: GPT-4-turbo's `judge_win` of the picked answer (0 for NullModel's, which has none),
+  and the share of best-of-16's gain over one call that is kept;
+- overshoot: tokens a cut stream wrote past the checkpoint that cut it (client's count: median
+  and 90th percentile), and what the server wrote that no client read (per call).
+
+    python benchmarks/speculative_rejection.py [--instructions 24] [--token-rates 100 400]
+        [--schedules]   # also the alternative schedules, for the tokens-vs-quality curve
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import argparse
 import asyncio
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,33 +39,37 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "16/32/64/128, keep 1/2, 1 left (default)": SpeculativeRejection(),
-    "32/64/128, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(32, 64, 128)),
-    "16/32/64, keep 1/2, 2 left": SpeculativeRejection(checkpoints=(16, 32, 64)),
-    "8/16/32/64, keep 1/2, 1 left": SpeculativeRejection(
-        checkpoints=(8, 16, 32, 64), min_survivors=1
-    ),
-    "16/32, keep 1/4, 1 left": SpeculativeRejection(
-        checkpoints=(16, 32), keep=0.25, min_survivors=1
-    ),
+    "16/32/64, keep 1/2": SpeculativeRejection(checkpoints=(16, 32, 64)),
+    "8/16/32/64, keep 1/2": SpeculativeRejection(checkpoints=(8, 16, 32, 64)),
+    "16/32/64/128, keep 1/3": SpeculativeRejection(keep=1 / 3),
 }
+
+
+@dataclass
+class Measured:
+    tokens: float  # the server's count, per call
+    seconds: float  # per call
+    quality: float  # mean judge_win of the pick
+    overshoots: list[int]  # per cut stream, tokens read past its checkpoint
+    unread: float  # per call: written by the server, never read by the client
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
-    parser.add_argument("--instructions", type=int, default=40)
+    parser.add_argument("--instructions", type=int, default=24)
     parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--token-rate", type=float, default=100.0, help="tokens/s per stream")
+    parser.add_argument("--token-rates", type=float, nargs="+", default=[100.0, 400.0])
+    parser.add_argument("--first-token", type=float, nargs=2, default=[0.1, 1.0])
+    parser.add_argument("--schedules", action="store_true", help="also other schedules")
     parser.add_argument("--plot", type=Path, default=ROOT / "models/speculative_rejection.png")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
+    warnings.simplefilter("ignore")  # duplicate-candidate notices: not what is measured here
     records = read_alpaca_eval(args.data)
     chosen = held_out([r["instruction"] for r in records], 0.2, seed=0)  # never trained on
     records = sorted(
         (r for r in records if r["instruction"] in chosen), key=lambda r: r["instruction"]
-    )
-    records = records[: args.instructions]
+    )[: args.instructions]
     served = {
         r["instruction"]: {g: o for g, o in r["outputs"].items() if g != ALPACA_REFERENCE}
         for r in records
@@ -67,64 +81,113 @@ def main() -> None:
     }
     pools = {prompt: [text for text, _ in outputs.values()] for prompt, outputs in served.items()}
     reward_model = RewardModel.load("helpful")
+    first, last = args.first_token
 
-    with OpenAICompatibleServer(answers_by_prompt=pools, token_rate=args.token_rate) as server:
-        llm = ChatOpenAI(
-            model="loopback", base_url=server.base_url, api_key="unused", temperature=1.0
-        )
-        common = {"llm": llm, "reward_model": reward_model, "n": args.n, "max_concurrency": 64}
-        runs: dict[str, BaseChatModel] = {
-            "single call": llm,
-            f"best-of-{args.n}": BestOfN(**common),
-            **{
-                f"speculative {name}": BestOfN(**common, speculative=schedule)
-                for name, schedule in SCHEDULES.items()
-            },
-        }
+    tables: dict[float, dict[str, Measured]] = {}
+    for rate in args.token_rates:
+        with OpenAICompatibleServer(
+            answers_by_prompt=pools,
+            token_rate=rate,
+            latency=first,
+            jitter=last - first,
+            in_turn=True,  # every configuration sees the same 16 answers: paired
+        ) as server:
+            llm = ChatOpenAI(model="loopback", base_url=server.base_url, api_key="unused")
+            readme = {"llm": llm, "reward_model": reward_model, "n": args.n}
+            runs: dict[str, BaseChatModel] = {
+                "single call": llm,
+                f"best-of-{args.n}": BestOfN(**readme),
+                f"speculative best-of-{args.n} (README defaults)": BestOfN(
+                    **readme, speculative=True
+                ),
+            }
+            if args.schedules:
+                runs |= {
+                    f"speculative, {name}": BestOfN(**readme, speculative=schedule)
+                    for name, schedule in SCHEDULES.items()
+                }
+            tables[rate] = asyncio.run(_measure_all(runs, pools, judge, server))
 
-        async def measure(model: BaseChatModel) -> tuple[int, float, float]:
-            server.reset_counts()
-            start = time.perf_counter()
-            replies = [await model.ainvoke(prompt) for prompt in pools]  # one call at a time
-            seconds = (time.perf_counter() - start) / len(pools)
-            await asyncio.sleep(0.2)  # let the server notice the last closed streams
-            picks = zip(pools, replies, strict=True)
-            quality = np.mean([judge.get((p, r.text), 0.0) for p, r in picks])
-            return server.tokens_sent // len(pools), seconds, float(quality)
-
-        async def measure_all() -> dict[str, tuple[int, float, float]]:
-            return {name: await measure(model) for name, model in runs.items()}
-
-        results = asyncio.run(measure_all())
-
-    single, full = results["single call"], results[f"best-of-{args.n}"]
     print(
-        f"{len(pools)} held-out AlpacaEval instructions, {args.n} candidates, "
-        f"{args.token_rate:g} tokens/s per stream, reward {reward_model.name}"
+        f"{len(pools)} held-out AlpacaEval instructions, {args.n} candidates, reward "
+        f"{reward_model.name}, first token after {first:g}-{last:g} s, README defaults "
+        f"(max_concurrency {BestOfN.model_fields['max_concurrency'].default})"
     )
-    header = f"{'':36} {'tokens/call':>11} {'s/call':>7} {'judge_win':>9}"
-    print(f"{header} {'tokens vs bo16':>15} {'gain kept':>10}")
-    for name, (tokens, seconds, quality) in results.items():
-        ratio = full[0] / tokens if tokens else float("inf")
-        gain = full[2] - single[2]
-        kept = (quality - single[2]) / gain if gain else float("nan")
-        print(
-            f"{name:36} {tokens:>11} {seconds:>7.2f} {quality:>9.3f} {ratio:>14.2f}x {kept:>9.0%}"
-        )
-    speculative = {k: v for k, v in results.items() if k.startswith("speculative")}
+    for rate, results in tables.items():
+        _print_table(rate, results, f"best-of-{args.n}")
     series = {
-        name.removeprefix("speculative "): ([float(v[0])], [v[2]])
-        for name, v in speculative.items()
+        f"{name} @ {rate:g} tok/s": ([m.tokens], [m.quality])
+        for rate, results in tables.items()
+        for name, m in results.items()
+        if name.startswith("speculative")
     }
-    series["single call → best-of-n"] = ([float(single[0]), float(full[0])], [single[2], full[2]])
+    for rate, results in tables.items():
+        single, full = results["single call"], results[f"best-of-{args.n}"]
+        series[f"single call -> best-of-{args.n} @ {rate:g} tok/s"] = (
+            [single.tokens, full.tokens],
+            [single.quality, full.quality],
+        )
     line_plot(
         series,
         args.plot,
-        f"speculative rejection: tokens vs quality ({len(pools)} instructions)",
-        "output tokens generated per call (the server's count)",
+        f"speculative rejection at the README's defaults ({len(pools)} instructions)",
+        "output tokens the server wrote per call",
         "mean judge_win of the pick",
     )
     print(f"plot: {args.plot}")
+
+
+async def _measure_all(
+    runs: dict[str, BaseChatModel],
+    pools: dict[str, list[str]],
+    judge: dict[tuple[str, str], float],
+    server: OpenAICompatibleServer,
+) -> dict[str, Measured]:
+    results = {}
+    for name, model in runs.items():
+        server.reset_counts()
+        start = time.perf_counter()
+        replies = [await model.ainvoke(prompt) for prompt in pools]  # one call at a time
+        seconds = (time.perf_counter() - start) / len(pools)
+        await asyncio.sleep(0.5)  # let the server notice the last closed streams
+        speculative = [
+            r.response_metadata["best_of_n"]["speculative"]
+            for r in replies
+            if "speculative" in r.response_metadata.get("best_of_n", {})
+        ]
+        overshoots = [c["overshoot"] for s in speculative for c in s["candidates"] if c["cut_at"]]
+        read = sum(s["generated_tokens"] for s in speculative)
+        picks = zip(pools, replies, strict=True)
+        results[name] = Measured(
+            tokens=server.tokens_sent / len(pools),
+            seconds=seconds,
+            quality=float(np.mean([judge.get((p, r.text), 0.0) for p, r in picks])),
+            overshoots=overshoots,
+            unread=(server.tokens_sent - read) / len(pools) if speculative else 0.0,
+        )
+    return results
+
+
+def _print_table(rate: float, results: dict[str, Measured], full_name: str) -> None:
+    single, full = results["single call"], results[full_name]
+    gain = full.quality - single.quality
+    print(f"\n{rate:g} tokens/s per stream")
+    print(
+        f"{'':44} {'tokens/call':>11} {'s/call':>7} {'judge_win':>9} {'tokens vs bo16':>15} "
+        f"{'gain kept':>10} {'overshoot median/p90':>21} {'unread/call':>12}"
+    )
+    for name, m in results.items():
+        ratio = full.tokens / m.tokens if m.tokens else float("inf")
+        kept = (m.quality - single.quality) / gain if gain else float("nan")
+        overshoot = (
+            f"{np.median(m.overshoots):.0f} / {np.percentile(m.overshoots, 90):.0f}"
+            if m.overshoots
+            else "-"
+        )
+        print(
+            f"{name:44} {m.tokens:>11.0f} {m.seconds:>7.2f} {m.quality:>9.3f} {ratio:>14.2f}x "
+            f"{kept:>9.0%} {overshoot:>21} {m.unread:>12.1f}"
+        )
 
 
 if __name__ == "__main__":

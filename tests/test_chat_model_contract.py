@@ -66,8 +66,9 @@ def test_model_copy_derives_the_inner_model_and_the_limit(
 ) -> None:
     best = BestOfN(llm=chat_openai(server), reward_model=model, n=2, native_n=True)
     copy = best.model_copy(update={"temperature": 0.9, "max_concurrency": 7})
-    assert copy._inner.temperature == 0.9 and copy._limit.size == 7
-    assert best._inner.temperature is None and best._limit.size == 8
+    assert copy._inner.temperature == 0.9 and copy.max_concurrency == 7
+    assert best._inner.temperature is None and best.max_concurrency == 8
+    assert copy.concurrency_limit is best.concurrency_limit  # one count of requests in flight
     server.reset_counts()
     copy.invoke(PROMPT)
     assert server.requests[-1]["temperature"] == 0.9

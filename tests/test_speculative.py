@@ -50,8 +50,9 @@ def _settled(server: OpenAICompatibleServer, expected: int) -> int:
 
 def test_options() -> None:
     assert SpeculativeRejection().checkpoints == (16, 32, 64, 128)
-    assert SCHEDULE.survivors(8) == 4 and SCHEDULE.survivors(3) == 2
-    assert SCHEDULE.survivors(2, finished=1) == 1 and SCHEDULE.survivors(4, finished=5) == 2
+    # of the prefixes scored at a checkpoint so far, the best ceil(keep x scored) go on
+    assert [SpeculativeRejection(keep=0.5).passing(k) for k in range(1, 6)] == [1, 1, 2, 2, 3]
+    assert [SpeculativeRejection(keep=0.25).passing(k) for k in (1, 4, 5)] == [1, 1, 2]
     for bad in ((), (16, 8), (0, 8), (8, 8)):
         with pytest.raises(ValueError, match="increasing positive"):
             SpeculativeRejection(checkpoints=bad)
@@ -77,20 +78,42 @@ async def test_losers_are_closed_early_and_only_generated_tokens_count(
     meta = message.response_metadata["best_of_n"]
     candidates = meta["speculative"]["candidates"]
     cut = [c for c in candidates if c["cut_at"] is not None]
-    assert [c["cut_at"] for c in cut].count(8) == 4 and [c["cut_at"] for c in cut].count(16) == 2
-    assert all(c["tokens"] >= c["cut_at"] for c in cut)
-    assert all(len(c["prefix_scores"]) == (1 if c["cut_at"] == 8 else 2) for c in candidates)
+    survivors = [c for c in candidates if c["cut_at"] is None]
+    assert cut and len(survivors) >= SCHEDULE.min_survivors
+    for candidate in cut:  # scored at each checkpoint it reached, closed at one of them
+        reached = sorted(t for t, _ in candidate["prefix_scores"])
+        assert reached == list(SCHEDULE.checkpoints[: len(reached)])
+        assert candidate["cut_at"] in reached
+        assert candidate["overshoot"] == candidate["tokens"] - candidate["cut_at"] >= 0
+    assert meta["speculative"]["median_overshoot"] is not None
     assert _settled(server, len(cut)) == len(cut)  # the server saw them close: it stopped there
-    # the two survivors ran to the end; the winner is a whole answer
-    assert meta["n_succeeded"] == 2 and message.text in _answers()
+    # the survivors ran to the end; the winner is a whole answer
+    assert meta["n_succeeded"] == len(survivors) and message.text in _answers()
     generated = meta["speculative"]["generated_tokens"]
     assert generated == sum(c["tokens"] for c in candidates)
     # the server wrote what the client read (and a cut stream a little more before it noticed),
     # far from the 2,400 tokens of a best-of-8
-    assert generated <= server.tokens_sent < N * 300 / 2
+    assert generated <= server.tokens_sent < N * 300 - sum(300 - c["tokens"] for c in cut) + N * 8
     usage = message.usage_metadata
     assert usage is not None and usage["output_tokens"] == generated
     assert meta["usage_counted_by"] == "provider + streamed chunks"
+
+
+async def test_streams_past_the_bound_start_as_others_are_cut(
+    server: OpenAICompatibleServer, model: RewardModel
+) -> None:
+    """No starvation: with 2 slots for 8 candidates, every candidate is streamed, the bound
+    holds, and the streams that were cut made room for the others."""
+    best = BestOfN(
+        llm=_llm(server), reward_model=model, n=N, speculative=SCHEDULE, max_concurrency=2
+    )
+    meta = (await best.ainvoke(PROMPT)).response_metadata["best_of_n"]
+    candidates = meta["speculative"]["candidates"]
+    # the client never had more than 2 open (the server may see one more for a moment: it
+    # notices a closed stream at its next write, after the next stream has started)
+    assert server.request_count == N and best.concurrency_limit.peak == 2
+    assert all(c["tokens"] > 0 for c in candidates)  # every one was written, none starved
+    assert any(c["cut_at"] is not None for c in candidates)
 
 
 def test_sync_invokes_and_failed_streams(model: RewardModel) -> None:
@@ -123,6 +146,6 @@ def test_middleware_speculative(server: OpenAICompatibleServer, model: RewardMod
     result = agent.invoke({"messages": [HumanMessage(PROMPT)]})
     message = result["messages"][-1]
     speculative = message.response_metadata["best_of_n"]["speculative"]
-    assert sum(c["cut_at"] is not None for c in speculative["candidates"]) == N - 2
-    assert message.text in _answers()
-    assert _settled(server, N - 2) == N - 2
+    cut = sum(c["cut_at"] is not None for c in speculative["candidates"])
+    assert cut >= 1 and message.text in _answers()
+    assert _settled(server, cut) == cut

@@ -38,6 +38,7 @@ from langchain_core.runnables import (
 from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from langchain_irl.chat_models.identity import stable_identity
 from langchain_irl.chat_models.sampling import (
     ChatModelSampler,
     ChatRunnable,
@@ -49,13 +50,14 @@ from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun,
 
 # Constructor parameters of the wrapper that configure the inner model.
 FORWARDED = ("temperature", "max_tokens", "timeout", "max_retries")
-_LIMITS_LOCK = threading.Lock()
-# What changes the answer, besides the reward model and the inner model.
-_OPTION_FIELDS = (set(BestOfNOptions.model_fields) - {"reward_model"}) | {
-    "native_n",
-    "stop",
-    *FORWARDED,
-}
+_INNERS_LOCK = threading.Lock()
+# What changes the answer, besides the reward model and the inner model: LLM caches key on these.
+# Not how hard or how fast it is asked (concurrency, retries, timeouts): those never change it.
+_ANSWER_FIELDS = set(BestOfNOptions.model_fields) - {
+    "reward_model",
+    "max_concurrency",
+    "candidate_retries",
+} | {"native_n", "stop", "temperature", "max_tokens"}
 
 
 class BestOfN(BestOfNOptions, BaseChatModel):
@@ -76,9 +78,14 @@ class BestOfN(BestOfNOptions, BaseChatModel):
     streaming: bool = False
     """Accepted for compatibility; streaming yields the winner once it is chosen."""
 
-    # Keyed by the values they derive from; shared (not copied) by model_copy, so copies with
-    # the same max_concurrency share one limit: it bounds requests across all calls.
-    _limits: dict[int, ConcurrencyLimit] = PrivateAttr(default_factory=dict)
+    concurrency_limit: ConcurrencyLimit = Field(
+        default_factory=ConcurrencyLimit, exclude=True, repr=False
+    )
+    """The count of requests in flight that `max_concurrency` bounds. Each instance has its own,
+    and its copies (`model_copy`, `configurable_fields`, `with_config`) share it; pass one
+    `ConcurrencyLimit()` to several instances to bound them together."""
+
+    # Keyed by the values they derive from; shared (not copied) by model_copy.
     _inners: dict[tuple[Any, ...], tuple[ChatRunnable, ChatRunnable]] = PrivateAttr(
         default_factory=dict
     )
@@ -101,7 +108,7 @@ class BestOfN(BestOfNOptions, BaseChatModel):
         """The inner model with the forwarded parameters, derived from the current fields."""
         params = self._forwarded()
         key = (id(self.llm), *sorted(params.items()))
-        with _LIMITS_LOCK:
+        with _INNERS_LOCK:
             cached = self._inners.get(key)
             if cached is None or cached[0] is not self.llm:
                 if len(self._inners) > 16:  # configurations come and go (configurable fields)
@@ -110,25 +117,18 @@ class BestOfN(BestOfNOptions, BaseChatModel):
             return cached[1]
 
     @property
-    def _limit(self) -> ConcurrencyLimit:
-        with _LIMITS_LOCK:
-            if self.max_concurrency not in self._limits:
-                self._limits[self.max_concurrency] = ConcurrencyLimit(self.max_concurrency)
-            return self._limits[self.max_concurrency]
-
-    @property
     def _llm_type(self) -> str:
         return "best-of-n"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        """Every option that changes the answer: LLM caches key on these."""
-        inner = chat_model_of(self._inner)
+        """Every option that changes the answer, and nothing else: LLM caches key on these, so
+        the same question asked of an equivalent model (in another process, with another
+        `max_concurrency`) finds the same entry."""
         return {
-            **self.model_dump(include=_OPTION_FIELDS),
+            **self.model_dump(include=_ANSWER_FIELDS),
             "reward_model": self.reward_model.fingerprint,
-            "llm": inner[0]._identifying_params if inner else repr(self._inner),
-            "llm_bound": inner[1] if inner else None,
+            "llm": stable_identity(self._inner),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -183,7 +183,7 @@ class BestOfN(BestOfNOptions, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         sampler = self._sampler(messages, stop, run_manager, kwargs)
-        pool, choice = run(self, sampler, messages, self._limit)
+        pool, choice = run(self, sampler, messages, self.concurrency_limit)
         return self._result(pool.payloads, choice)
 
     async def _agenerate(
@@ -194,7 +194,7 @@ class BestOfN(BestOfNOptions, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         sampler = self._sampler(messages, stop, run_manager, kwargs)
-        pool, choice = await arun(self, sampler, messages, self._limit)
+        pool, choice = await arun(self, sampler, messages, self.concurrency_limit)
         return self._result(pool.payloads, choice)
 
     def _stream(

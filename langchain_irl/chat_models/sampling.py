@@ -111,10 +111,15 @@ class ChatModelSampler:
         return ChatGeneration(message=message)
 
     def _with_n(self, count: int) -> tuple[BaseChatModel, dict[str, Any]]:
+        """The chat model asked for `count` choices in one request, never streamed: a stream of
+        n choices is merged into one message by LangChain's chunk aggregation."""
         found = chat_model_of(self.llm)
         assert found is not None, "native n needs a chat model (see has_native_n)"
         model, bound = found
-        return model.model_copy(update={"n": count}), bound
+        update: dict[str, Any] = {"n": count, "disable_streaming": True}
+        if "streaming" in type(model).model_fields:
+            update["streaming"] = False
+        return model.model_copy(update=update), bound
 
     def _kwargs(self) -> dict[str, Any]:
         return {**({"stop": self.stop} if self.stop else {}), **self.kwargs}

@@ -32,23 +32,24 @@ _LIBRARY_DIRS = (
 
 
 class SpeculativeRejection(BaseModel):
-    """When to score partial candidates, and how many to keep each time.
+    """When to score partial candidates, and what share of them goes on.
 
-    Sun et al. (NeurIPS 2024, "Fast Best-of-N Decoding via Speculative Rejection"), over streams:
-    see `engine/speculative.py`. The defaults were measured (`benchmarks/speculative_rejection.py`,
-    40 held-out AlpacaEval instructions): best-of-16 scores at 16, 32, 64 and 128 tokens and keeps
-    half each time, 16 -> 8 -> 4 -> 2 -> 1, for 3.3x fewer generated tokens than best-of-16 and
-    99% of its gain in the judge's verdict over a single call.
+    Sun et al. (NeurIPS 2024, "Fast Best-of-N Decoding via Speculative Rejection"), over streams
+    and with no barrier: see `engine/speculative.py`. Each stream is scored as soon as it reaches a
+    checkpoint; every stream still writing that is no longer among the best `keep` share of the
+    prefixes scored there so far is closed. No stream waits for the slowest. Measured defaults:
+    see the README and `benchmarks/speculative_rejection.py`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     checkpoints: tuple[int, ...] = (16, 32, 64, 128)
-    """Tokens written (streamed chunks) at which the partial candidates are scored."""
+    """Tokens written (streamed chunks) at which a candidate's prefix is scored."""
     keep: float = Field(default=0.5, gt=0, le=1)
-    """Share of the candidates still being written kept at each checkpoint (rounded up)."""
+    """Share of the prefixes scored at a checkpoint that go on: the best ceil(keep x scored so
+    far). A stream that passed is closed later if enough better ones arrive."""
     min_survivors: int = Field(default=1, ge=1)
-    """Never keep fewer than this many candidates running."""
+    """Never cut a stream when fewer than this many candidates would be left."""
 
     @field_validator("checkpoints")
     @classmethod
@@ -57,11 +58,9 @@ class SpeculativeRejection(BaseModel):
             raise ValueError(f"checkpoints must be increasing positive token counts: {checkpoints}")
         return checkpoints
 
-    def survivors(self, writing: int, finished: int = 0) -> int:
-        """How many of the `writing` candidates go on; `finished` ones are never cut (they cost
-        nothing more) but count toward `min_survivors`."""
-        wanted = max(math.ceil(self.keep * writing), self.min_survivors - finished)
-        return max(0, min(writing, wanted))
+    def passing(self, scored: int) -> int:
+        """How many of the `scored` prefixes at one checkpoint go on."""
+        return math.ceil(self.keep * scored - 1e-9)
 
 
 class BestOfNOptions(BaseModel):
@@ -82,10 +81,14 @@ class BestOfNOptions(BaseModel):
     wave_size: int | None = Field(default=None, ge=1)
     """Candidates per wave when `threshold` is set (default: a quarter of n, at least 1)."""
     max_concurrency: int = Field(default=8, ge=1)
-    """Most inner calls of this instance in flight at once, across all its concurrent calls."""
+    """Most inner requests (or speculative streams) in flight at once, counted across every call
+    of this instance and of its copies (`model_copy`, `configurable_fields`): sync and async,
+    from any thread or event loop. Speculative streams past the bound start as others are cut."""
     candidate_retries: int = Field(default=2, ge=0)
     """Extra waves that ask again for the candidates whose requests failed (after the inner
-    model's own retries), each after the longest `Retry-After` the failures carried."""
+    model's own retries), each after the longest `Retry-After` the failures carried. Only
+    failures that can succeed when asked again are (timeouts, connection errors, 408, 409, 429,
+    5xx); any other (a 400, a 401, a `TypeError`) is raised at once."""
     return_all: bool = False
     """Also return every candidate (as further generations, and texts in the metadata)."""
     seed: int | None = None

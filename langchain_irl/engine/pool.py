@@ -16,6 +16,7 @@ import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 
+from langchain_irl.engine.errors import is_retryable
 from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.selection import choose
 from langchain_irl.engine.usage import TokenCounter, counted_usage, total_usage
@@ -59,6 +60,7 @@ class CandidatePool:
     failed_requests: int = 0
     attempted: int = 0
     retry_waves: int = 0
+    fatal: BaseException | None = None  # a failure no retry can mend: the call raises it
     _scored: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
     _wave_failures: list[BaseException] = field(default_factory=list)
 
@@ -67,7 +69,7 @@ class CandidatePool:
         a threshold a share at a time), then retry waves for what failed, within
         `candidate_retries`, each after the longest Retry-After the last wave's failures carried."""
         options = self.options
-        while not self.reached_threshold():
+        while not self.reached_threshold() and self.fatal is None:
             missing = options.n - len(self.payloads)
             if missing <= 0:
                 return
@@ -105,9 +107,13 @@ class CandidatePool:
         self.rewards += [self._scored[text][0] for text in texts]
 
     def add_failure(self, error: BaseException, candidates: int = 1) -> None:
+        """A failed request; one that cannot succeed when asked again (a 400, a 401, a
+        `TypeError`: see `errors.is_retryable`) becomes the pool's `fatal` error."""
         self.failed_requests += 1
         self.failures += [error] * candidates
         self._wave_failures.append(error)
+        if self.fatal is None and not is_retryable(error):
+            self.fatal = error
 
     def reached_threshold(self) -> bool:
         threshold = self.options.threshold

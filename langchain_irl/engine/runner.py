@@ -3,16 +3,17 @@
 An adapter supplies a `Sampler` (where candidates come from: a chat model, an agent's model call)
 and turns the `Choice` back into its own result type. The runner does the rest, the same way for
 all of them: waves of requests within a concurrency bound, scoring as candidates arrive, failures
-recorded (and asked for again within the retry budget), early stop at the threshold, the choice.
+recorded (and asked for again within the retry budget when a retry can succeed; raised at once when
+it cannot), early stop at the threshold, the choice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import threading
 import time
-import weakref
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 from langchain_core.messages import BaseMessage
 
+from langchain_irl.engine.errors import is_retryable
+from langchain_irl.engine.limit import ConcurrencyLimit
 from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.pool import CandidatePool, Choice
 from langchain_irl.engine.speculative import StreamSampler, arun_speculative
@@ -47,30 +50,6 @@ class Sampler(Protocol):
     # `speculative.StreamSampler`.
 
 
-class ConcurrencyLimit:
-    """At most `size` requests in flight: one semaphore for threads, one per event loop."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._threads = threading.BoundedSemaphore(size)
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._threads:
-            yield
-
-    def for_running_loop(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if loop not in self._loops:
-                self._loops[loop] = asyncio.Semaphore(self.size)
-            return self._loops[loop]
-
-
 def _requests(sampler: Sampler, size: int) -> tuple[int, int]:
     """(requests, candidates per request) for a wave of `size` candidates."""
     return (1, size) if sampler.native_n else (size, 1)
@@ -86,15 +65,21 @@ def run(
     if options.speculative is not None:  # streams are async: run them on the engine's loop
         return _on_engine_loop(arun(options, sampler, conversation, limit))
 
-    def limited(count: int) -> Candidates:
-        with limit.held():
-            return sampler.sample(count)
+    stopped = threading.Event()  # a failure no retry mends: send nothing more
+
+    def limited(count: int) -> Candidates | None:
+        with limit.held(options.max_concurrency):
+            if stopped.is_set():
+                return None
+            with _stop_on_fatal(stopped):
+                return sampler.sample(count)
 
     pool = CandidatePool(options, conversation)
     for size, wait in pool.waves():
         time.sleep(wait)
         requests, count = _requests(sampler, size)
-        with ThreadPoolExecutor(min(requests, limit.size)) as executor:
+        executor = ThreadPoolExecutor(min(requests, options.max_concurrency))
+        try:
             futures = [
                 executor.submit(contextvars.copy_context().run, limited, count)
                 for _ in range(requests)
@@ -102,7 +87,11 @@ def run(
             if pool.scorer is None:  # encode the prompt while the first requests run
                 pool.scorer = options.reward_model.scorer(conversation)
             for future in as_completed(futures):
-                _record(pool, sampler, count, future.exception() or future.result())
+                outcome = future.exception() or future.result()
+                if outcome is not None:
+                    _record(pool, sampler, count, outcome)
+        finally:  # after a fatal failure or an interrupt, requests not yet sent never are
+            executor.shutdown(wait=True, cancel_futures=True)
     return pool, pool.select(sampler.token_counter)
 
 
@@ -113,15 +102,18 @@ async def arun(
     limit: ConcurrencyLimit,
 ) -> tuple[CandidatePool, Choice]:
     """One best-of-n call on the running event loop; scoring runs in worker threads."""
-    semaphore = limit.for_running_loop()
     if options.speculative is not None:
         pool = CandidatePool(options, conversation)
-        stream_sampler = _streaming(sampler)
-        return pool, await arun_speculative(pool, stream_sampler, semaphore, options.speculative)
+        return pool, await arun_speculative(pool, _streaming(sampler), limit)
 
-    async def limited(count: int) -> Candidates:
-        async with semaphore:
-            return await sampler.asample(count)
+    stopped = threading.Event()
+
+    async def limited(count: int) -> Candidates | None:
+        async with limit.aheld(options.max_concurrency):
+            if stopped.is_set():
+                return None
+            with _stop_on_fatal(stopped):
+                return await sampler.asample(count)
 
     pool = CandidatePool(options, conversation)
     # The prompt is encoded while the first candidates are being written.
@@ -133,22 +125,26 @@ async def arun(
             tasks = [asyncio.ensure_future(limited(count)) for _ in range(requests)]
             try:
                 for done in asyncio.as_completed(tasks):
-                    outcome: Candidates | BaseException
+                    outcome: Candidates | BaseException | None
                     try:
                         outcome = await done
                     except Exception as error:
                         outcome = error
+                    if outcome is None:
+                        continue
                     pool.scorer = pool.scorer or await scorer
                     await asyncio.to_thread(_record, pool, sampler, count, outcome)
-            finally:
-                for task in tasks:  # after an interrupt or a cancellation: stop the others
+            finally:  # after a fatal failure, an interrupt or a cancellation: stop the others
+                for task in tasks:
                     task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         scorer.cancel()  # a no-op once it has finished
     return pool, pool.select(sampler.token_counter)
 
 
 _ENGINE_LOOP: asyncio.AbstractEventLoop | None = None
+_CLOSE_SECONDS = 10.0  # the longest an interrupted sync call waits for its streams to close
 _ENGINE_LOOP_LOCK = threading.Lock()
 
 
@@ -167,13 +163,21 @@ def _on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
         loop = _ENGINE_LOOP
     context = contextvars.copy_context()
     outcome: Future[T] = Future()
+    started: Future[asyncio.Task[T]] = Future()
 
     def start() -> None:
         task = loop.create_task(coroutine, context=context)
         task.add_done_callback(lambda done: _settle(done, outcome))
+        started.set_result(task)
 
     loop.call_soon_threadsafe(start)
-    return outcome.result()
+    try:
+        return outcome.result()
+    except BaseException:  # Ctrl-C, a timeout: cancel the call, so its streams close
+        if not outcome.done():
+            loop.call_soon_threadsafe(started.result().cancel)
+            concurrent.futures.wait([outcome], timeout=_CLOSE_SECONDS)
+        raise
 
 
 def _settle(task: asyncio.Task[T], outcome: Future[T]) -> None:
@@ -191,6 +195,18 @@ def _streaming(sampler: Sampler) -> StreamSampler:
     return sampler  # type: ignore[return-value]
 
 
+@contextmanager
+def _stop_on_fatal(stopped: threading.Event) -> Iterator[None]:
+    """Set `stopped` when the request fails in a way no retry mends, before its slot is free:
+    the requests waiting for the slot are then never sent."""
+    try:
+        yield
+    except Exception as error:
+        if not is_retryable(error):
+            stopped.set()
+        raise
+
+
 def _record(
     pool: CandidatePool, sampler: Sampler, count: int, outcome: Candidates | BaseException
 ) -> None:
@@ -199,5 +215,7 @@ def _record(
         if isinstance(outcome, sampler.control_flow) or not isinstance(outcome, Exception):
             raise outcome  # interrupts and cancellations are control flow, not failed candidates
         pool.add_failure(outcome, count)
+        if pool.fatal is not None:
+            raise pool.fatal
     else:
         pool.add(*outcome)

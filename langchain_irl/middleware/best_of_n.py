@@ -36,7 +36,7 @@ class BestOfNMiddleware(AgentMiddleware):
     def __init__(self, reward_model: RewardModel, n: int = 4, **options: Any) -> None:
         super().__init__()
         self.options = BestOfNOptions(reward_model=reward_model, n=n, **options)
-        self._limit = ConcurrencyLimit(self.options.max_concurrency)  # across all calls
+        self._limit = ConcurrencyLimit()  # max_concurrency counts across all its calls
 
     def wrap_model_call(self, request: ModelRequest, handler: Handler) -> ModelResponse:
         sampler = _ModelCallSampler(request, handler=handler)

@@ -4,9 +4,11 @@ It is not a language model: each choice is drawn from a pool of answers (the poo
 last user message, if it has one), or built from the request's JSON schema for tool calls and
 structured output. But everything on the wire is what an OpenAI-compatible endpoint sends: `n`
 choices, SSE streaming with a usage chunk, tool calls, `response_format`, stop sequences, usage. It
-can add latency with jitter and inject faults (HTTP 500, 429 with Retry-After, hangs that end with
-no answer, malformed JSON, truncated streams) into a share of requests, and it counts requests and
-the most that were ever in flight at once.
+can add latency with jitter (the time to the first byte, or first token) and inject faults (HTTP
+500, 429 with Retry-After, 400, 401, hangs that end with no answer, malformed JSON, truncated
+streams) into a share of requests, and it counts requests, the most that were ever in flight at
+once, the tokens it wrote and the streams that clients closed early. A stream of n choices
+interleaves them by index, token by token, as OpenAI's does.
 
     with OpenAICompatibleServer(answers=["Hi!", "Hello."]) as server:
         llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
@@ -24,7 +26,12 @@ from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("500", "429", "timeout", "malformed", "truncated")
+FAULTS = ("500", "429", "400", "401", "timeout", "malformed", "truncated")
+# Client errors that no retry mends: the same request fails the same way every time.
+_CLIENT_ERRORS = {
+    "400": {"message": "injected invalid request", "type": "invalid_request_error"},
+    "401": {"message": "injected invalid API key", "type": "invalid_request_error"},
+}
 
 
 class OpenAICompatibleServer:
@@ -44,6 +51,7 @@ class OpenAICompatibleServer:
         keep_requests: bool = True,
         port: int = 0,
         token_rate: float | None = None,
+        in_turn: bool = False,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -55,6 +63,13 @@ class OpenAICompatibleServer:
         self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
         # Streamed tokens (whitespace-separated words) per second and per stream; None: at once.
         self.token_rate = token_rate
+        # In turn: each pool is shuffled once (by the seed) and answered in that order, so that
+        # benchmarks comparing configurations that make the same number of requests per prompt
+        # see the same candidates (paired), not fresh random draws.
+        self.in_turn = in_turn
+        self._turns: Counter[str] = Counter()
+        self._orders: dict[str, list[str]] = {}
+        self.seed = seed
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.keep_requests = keep_requests  # off for soak runs: the history itself grows
@@ -95,6 +110,7 @@ class OpenAICompatibleServer:
             self.faults_by_kind.clear()
             self.tokens_sent = 0
             self.streams_closed_early = 0
+            self._turns.clear()
 
     # -- what to answer -------------------------------------------------------------------------
 
@@ -108,9 +124,18 @@ class OpenAICompatibleServer:
                 fault = self._random.choice(self.faults)
                 self.faults_injected += 1
                 self.faults_by_kind[fault] += 1
-            pool = self.answers_by_prompt.get(_last_user_text(request), self.answers)
-            if request.get("temperature") == 0:
+            key = _last_user_text(request)
+            pool = self.answers_by_prompt.get(key, self.answers)
+            if self.in_turn:
+                order = self._orders.setdefault(
+                    key, random.Random(f"{self.seed}:{key}").sample(pool, len(pool))
+                )
+                texts = [order[(self._turns[key] + i) % len(order)] for i in range(n)]
+                self._turns[key] += n
+            elif request.get("temperature") == 0:
                 texts = [pool[0]] * n
+            elif n > 1 and len(pool) >= n:  # n samples of one request: distinct, as they'd be
+                texts = self._random.sample(pool, n)
             else:
                 texts = [self._random.choice(pool) for _ in range(n)]
         return delay, fault, texts
@@ -193,6 +218,9 @@ class OpenAICompatibleServer:
                         429, {"error": {"message": "injected rate limit"}}, {"Retry-After": "0"}
                     )
                     return
+                if fault in _CLIENT_ERRORS:
+                    self._json(int(fault), {"error": {**_CLIENT_ERRORS[fault], "code": fault}})
+                    return
                 if fault == "timeout":
                     # Hang, then hang up without an answer: a client that waited longer than
                     # its timeout (a busy machine) still sees a failure, never a late success.
@@ -251,40 +279,37 @@ class OpenAICompatibleServer:
                     "created": int(time.time()),
                 }
                 try:
-                    for choice in choices:
-                        for delta in _deltas(choice["message"]):
-                            if delta.get("content") and server.token_rate:
-                                time.sleep(1.0 / server.token_rate)
+                    # One event per choice per step, interleaved by index (as OpenAI streams n
+                    # choices); a step that writes content takes 1/token_rate seconds. None
+                    # stands for the choice's finish event.
+                    streams = [[*_deltas(c["message"]), None] for c in choices]
+                    for step in range(max(map(len, streams))):
+                        written = [s[step] for s in streams if step < len(s)]
+                        if server.token_rate and any(d and d.get("content") for d in written):
+                            time.sleep(1.0 / server.token_rate)
+                        for choice, deltas in zip(choices, streams, strict=True):
+                            if step >= len(deltas):
+                                continue
+                            delta = deltas[step]
+                            finish = None if delta is not None else choice["finish_reason"]
                             self._event(
                                 {
                                     **base,
                                     "choices": [
                                         {
                                             "index": choice["index"],
-                                            "delta": delta,
-                                            "finish_reason": None,
+                                            "delta": delta or {},
+                                            "finish_reason": finish,
                                         }
                                     ],
                                 }
                             )
-                            if delta.get("content"):
+                            if delta and delta.get("content"):
                                 with server._lock:
                                     server.tokens_sent += 1
-                            if truncated:
+                            if truncated and delta is not None:
                                 self.close_connection = True
                                 return
-                        self._event(
-                            {
-                                **base,
-                                "choices": [
-                                    {
-                                        "index": choice["index"],
-                                        "delta": {},
-                                        "finish_reason": choice["finish_reason"],
-                                    }
-                                ],
-                            }
-                        )
                     if (request.get("stream_options") or {}).get("include_usage"):
                         self._event({**base, "choices": [], "usage": usage})
                     self.wfile.write(b"data: [DONE]\n\n")
