@@ -101,12 +101,19 @@ def main() -> None:
                     **readme, speculative=True
                 ),
             }
+            runs["speculative, max_concurrency=8 (the earlier default)"] = BestOfN(
+                **readme, speculative=True, max_concurrency=8
+            )
             if args.schedules:
                 runs |= {
                     f"speculative, {name}": BestOfN(**readme, speculative=schedule)
                     for name, schedule in SCHEDULES.items()
                 }
             tables[rate] = asyncio.run(_measure_all(runs, pools, judge, server))
+            drawn = {prompt: server.answers_in_turn(prompt, args.n) for prompt in pools}
+        tables[rate]["lock-step ideal (offline: no latency, no overshoot)"] = _lockstep_ideal(
+            reward_model, drawn, judge, SpeculativeRejection()
+        )
 
     print(
         f"{len(pools)} held-out AlpacaEval instructions, {args.n} candidates, reward "
@@ -119,7 +126,7 @@ def main() -> None:
         f"{name} @ {rate:g} tok/s": ([m.tokens], [m.quality])
         for rate, results in tables.items()
         for name, m in results.items()
-        if name.startswith("speculative")
+        if name.startswith(("speculative", "lock-step"))
     }
     for rate, results in tables.items():
         single, full = results["single call"], results[f"best-of-{args.n}"]
@@ -166,6 +173,39 @@ async def _measure_all(
             unread=(server.tokens_sent - read) / len(pools) if speculative else 0.0,
         )
     return results
+
+
+def _lockstep_ideal(
+    reward_model: RewardModel,
+    drawn: dict[str, list[str]],
+    judge: dict[tuple[str, str], float],
+    schedule: SpeculativeRejection,
+) -> Measured:
+    """The original algorithm on the same 16 answers, computed offline: every candidate reaches a
+    checkpoint together, the best `keep` share of those still writing goes on, nothing is written
+    past a cut. What the reward's prefixes allow, with no network in the way."""
+    tokens, quality = [], []
+    for prompt, answers in drawn.items():
+        scorer = reward_model.scorer(prompt)
+        words = [answer.split(" ") for answer in answers]  # the server's tokens
+        alive, spent = list(range(len(answers))), [len(w) for w in words]
+        for checkpoint in schedule.checkpoints:
+            writing = [i for i in alive if len(words[i]) > checkpoint]
+            if len(alive) <= schedule.min_survivors or not writing:
+                break
+            rewards, _ = scorer.score([" ".join(words[i][:checkpoint]) for i in writing])
+            keep = max(
+                schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))
+            )
+            ranked = [writing[j] for j in np.argsort(-rewards, kind="stable")]
+            for i in ranked[keep:]:
+                spent[i] = checkpoint
+            alive = [i for i in alive if i not in ranked[keep:]]
+        whole, _ = scorer.score([answers[i] for i in alive])
+        pick = answers[alive[int(np.argmax(whole))]]
+        tokens.append(sum(spent))
+        quality.append(judge.get((prompt, pick), 0.0))
+    return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
 
 
 def _print_table(rate: float, results: dict[str, Measured], full_name: str) -> None:

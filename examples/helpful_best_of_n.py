@@ -45,7 +45,9 @@ with contextlib.ExitStack() as stack:
         server = stack.enter_context(OpenAICompatibleServer(answers_by_prompt=pools))
         base_url = server.base_url
     llm = ChatOpenAI(model=args.model, base_url=base_url, api_key="unused", temperature=1.0)
-    best_of_n = BestOfN(llm=llm, reward_model=RewardModel.load("helpful"), n=args.n, seed=0)
+    best_of_n = BestOfN(
+        llm=llm, reward_model=RewardModel.load("helpful"), n=args.n, selection_seed=0
+    )
     chain = ChatPromptTemplate.from_messages([("human", "{instruction}")]) | best_of_n
     replies = (chain | StrOutputParser()).batch([{"instruction": p} for p in answers])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from langchain_irl import RewardModel, read_examples
 from langchain_irl.bundled import data_file
 from langchain_irl.data.converters import caption_contest, read_caption_contests
-from langchain_irl.data.formats import write_jsonl
+from langchain_irl.data.jsonl import write_jsonl
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.pipeline import train
 

@@ -12,6 +12,7 @@ EXTRAS = {
     "train": "training (torch, transformers, onnx); install the CPU build of torch first, see "
     "the README",
     "ray": "Ray Data jobs (ray[data])",
+    "dspy": "the reward as a DSPy metric (dspy)",
 }
 
 

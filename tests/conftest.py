@@ -19,6 +19,10 @@ def data_file(*parts: str) -> Path:
     return shared if shared.exists() else ROOT / "data" / Path(*parts)
 
 
+# The one warning tests expect and let pass: best-of-n's notice that the loopback server's random
+# draws repeated a candidate (scored once). Any other warning still shows.
+DUPLICATE_CANDIDATES = r"best-of-n: \d+ of \d+ candidates were identical"
+
 CAPTIONS = data_file("caption_contest", "dev.jsonl")
 HH_PAIRS = data_file("hh_rlhf_harmless", "dev.jsonl.gz")
 ALPACA = data_file("alpaca_eval", "dev.jsonl.gz")

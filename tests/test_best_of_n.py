@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import openai
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField
-from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.schemas import Run
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from langchain_irl import BestOfN, RewardModel
 from langchain_irl.reward_model.rendering import render_output
 from langchain_irl.testing.server import OpenAICompatibleServer
+from tests.conftest import DUPLICATE_CANDIDATES
 
 CARTOON = "People stepping over man lying on the sidewalk."
 PROMPT = [SystemMessage("Write a funny caption for the cartoon."), HumanMessage(CARTOON)]
@@ -57,7 +64,7 @@ def test_sync_winner_is_the_reward_argmax(
         llm=chat_openai(server), reward_model=model, n=8, native_n=native, return_all=True
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the answer pool may repeat a caption
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         message = best.invoke(PROMPT)
     meta = _check_winner(message, model, native)
     assert meta["n_requested"] == 8 and meta["n_succeeded"] == 8
@@ -74,7 +81,7 @@ async def test_async_winner_is_the_reward_argmax(
         llm=chat_openai(server), reward_model=model, n=6, native_n=native, return_all=True
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         message = await best.ainvoke(PROMPT)
     _check_winner(message, model, native)
 
@@ -95,7 +102,7 @@ def test_usage_native_n_is_counted_once(server: OpenAICompatibleServer, model: R
 def test_usage_concurrent_is_summed(server: OpenAICompatibleServer, model: RewardModel) -> None:
     server.reset_counts()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         message = BestOfN(
             llm=chat_openai(server), reward_model=model, n=4, native_n=False, return_all=True
         ).invoke(PROMPT)
@@ -159,12 +166,12 @@ def test_threshold_stops_early(server: OpenAICompatibleServer, model: RewardMode
         native_n=False,
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         meta = model_.invoke(PROMPT).response_metadata["best_of_n"]
     assert meta["n_attempted"] == 2 and len(server.requests) == 2  # percentile >= 0: first wave
     strict = model_.model_copy(update={"threshold": 100.0})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         meta = strict.invoke(PROMPT).response_metadata["best_of_n"]
     # waves of 2 until a candidate reaches the 100th percentile, else all 16
     expected = 16
@@ -184,11 +191,11 @@ def test_other_selection_rules(
         reward_model=model,
         n=6,
         selection=selection,
-        seed=0,
+        selection_seed=0,
         return_all=True,
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         result = model_.generate([PROMPT])
     generations = result.generations[0]
     meta = generations[0].message.response_metadata["best_of_n"]
@@ -203,7 +210,7 @@ def test_configurable_fields(server: OpenAICompatibleServer, model: RewardModel)
         n=ConfigurableField(id="n"), selection=ConfigurableField(id="selection")
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         message = configurable.invoke(
             PROMPT, config={"configurable": {"n": 5, "selection": "softmax"}}
         )
@@ -214,7 +221,7 @@ def test_configurable_fields(server: OpenAICompatibleServer, model: RewardModel)
 def test_streaming_yields_the_winner(server: OpenAICompatibleServer, model: RewardModel) -> None:
     model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         chunks = list(model_.stream(PROMPT))
     assert chunks and chunks[-1].chunk_position == "last"
     assert "best_of_n" in chunks[-1].response_metadata
@@ -230,7 +237,9 @@ class Weather(BaseModel):
 def test_tools_and_structured_output(server: OpenAICompatibleServer, model: RewardModel) -> None:
     server.reset_counts()
     model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3)
-    message = model_.bind_tools([Weather]).invoke("Weather in Paris?")
+    # the server fills a tool's arguments the same way every time: the candidates are equal
+    with pytest.warns(UserWarning, match="2 of 3 candidates were identical"):
+        message = model_.bind_tools([Weather]).invoke("Weather in Paris?")
     assert message.tool_calls[0]["name"] == "Weather"
     assert all(r["tools"][0]["function"]["name"] == "Weather" for r in server.requests)
     meta = message.response_metadata["best_of_n"]
@@ -265,17 +274,44 @@ def test_forwarded_parameters_reach_the_inner_model(
     assert model_._inner.request_timeout == 9 and model_._inner.max_retries == 1
 
 
-def test_candidates_are_child_runs_of_tracers(
+def test_candidates_are_child_runs_and_usage_is_counted_once(
     server: OpenAICompatibleServer, model: RewardModel
 ) -> None:
-    collector = RunCollectorCallbackHandler()
+    """Tracers see each candidate as a child run; summing usage over the run tree, as tracing
+    tools do, gives what the call cost once, not twice."""
+    tracer = _TreeUsage()
     model_ = BestOfN(llm=chat_openai(server), reward_model=model, n=3, native_n=False)
+    server.reset_counts()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model_.invoke(PROMPT, config={"callbacks": [collector]})
-    (root,) = collector.traced_runs
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
+        message = model_.invoke(PROMPT, config={"callbacks": [tracer]})
+    (root,) = tracer.roots
     assert len(root.child_runs) == 3
     assert all("best-of-n-candidate" in (run.tags or []) for run in root.child_runs)
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] == server.tokens_sent  # every candidate
+    assert _tree_output_tokens(root) == server.tokens_sent  # and once in the trace
+
+
+class _TreeUsage(BaseTracer):
+    """Keeps finished traces, to sum token usage over their LLM runs as tracing tools do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[Run] = []
+
+    def _persist_run(self, run: Run) -> None:
+        self.roots.append(run)
+
+
+def _tree_output_tokens(run: Run) -> int:
+    own = 0
+    if run.run_type == "llm":
+        for generation in (run.outputs or {}).get("generations", [[]])[0]:
+            message = generation.get("message") or {}
+            usage = message.get("usage_metadata") or message.get("kwargs", {}).get("usage_metadata")
+            own += (usage or {}).get("output_tokens", 0)
+    return own + sum(_tree_output_tokens(child) for child in run.child_runs)
 
 
 async def test_concurrency_bound(caption_answers: list[str], model: RewardModel) -> None:
@@ -284,7 +320,7 @@ async def test_concurrency_bound(caption_answers: list[str], model: RewardModel)
             llm=chat_openai(server), reward_model=model, n=12, native_n=False, max_concurrency=3
         )
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
             await model_.ainvoke(PROMPT)
         assert server.max_in_flight == 3 and len(server.requests) == 12
         await asyncio.sleep(0)
@@ -298,11 +334,40 @@ def test_unknown_forwarded_parameter_is_a_clear_error(model: RewardModel) -> Non
 
 
 def test_model_without_native_n_runs_concurrently(model: RewardModel) -> None:
-    from langchain_core.language_models.fake_chat_models import FakeListChatModel
-
-    fake = FakeListChatModel(responses=["Meow.", "I object!", "Purr-haps later."])
-    message = BestOfN(llm=fake, reward_model=model, n=3).invoke(CARTOON)
+    """A model without `n`: n calls, in flight together (the model counts them), and usage is
+    unknown rather than another model's count."""
+    slow = _SlowChat(responses=["Meow.", "I object!", "Purr-haps later."])
+    message = BestOfN(llm=slow, reward_model=model, n=3).invoke(CARTOON)
     meta = message.response_metadata["best_of_n"]
-    assert meta["requests"] == 3
-    # it reports no usage and has no tokenizer of its own: unknown, not another model's count
+    assert meta["requests"] == 3 and slow.peak == 3  # all three at once, not one by one
     assert meta["usage_counted_by"] is None and message.usage_metadata is None
+
+
+class _SlowChat(BaseChatModel):
+    """A chat model whose calls wait for each other: the peak of calls in flight is counted."""
+
+    responses: list[str]
+    peak: int = 0
+    _running: int = 0
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _all_in: threading.Barrier | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "slow"
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        with self._lock:
+            self._running += 1
+            self.peak = max(self.peak, self._running)
+            index = self._running - 1
+            if self._all_in is None:
+                self._all_in = threading.Barrier(len(self.responses))
+            barrier = self._all_in
+        # passes once every call is in flight; if they come one by one it breaks after a while,
+        # and the assertion on `peak` says so
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=30)
+        with self._lock:
+            self._running -= 1
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.responses[index]))])

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from langchain_irl import BestOfN, RewardModel
 from langchain_irl.chat_models.best_of_n import as_chunk
 from langchain_irl.testing import OpenAICompatibleServer
+from tests.conftest import DUPLICATE_CANDIDATES
 
 PROMPT = "A well-dressed man complaining about his fuming soup to a server"
 
@@ -48,11 +49,16 @@ def test_differently_configured_instances_do_not_share_cache_entries(
     cache = InMemoryCache()
     llm = chat_openai(server)
     plain = BestOfN(llm=llm, reward_model=model, n=2, cache=cache)
-    for update in ({"threshold": 50.0}, {"return_all": True}, {"temperature": 0.3}, {"seed": 4}):
+    for update in (
+        {"threshold": 50.0},
+        {"return_all": True},
+        {"temperature": 0.3},
+        {"selection_seed": 4},
+    ):
         other = plain.model_copy(update=update)
         assert other._get_llm_string() != plain._get_llm_string(), update
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         first = plain.invoke(PROMPT)
         server.reset_counts()
         again = plain.invoke(PROMPT)  # a cache hit: no request
@@ -67,7 +73,7 @@ def test_model_copy_derives_the_inner_model_and_the_limit(
     best = BestOfN(llm=chat_openai(server), reward_model=model, n=2, native_n=True)
     copy = best.model_copy(update={"temperature": 0.9, "max_concurrency": 7})
     assert copy._inner.temperature == 0.9 and copy.max_concurrency == 7
-    assert best._inner.temperature is None and best.max_concurrency == 8
+    assert best._inner.temperature is None and best.max_concurrency == 16
     assert copy.concurrency_limit is best.concurrency_limit  # one count of requests in flight
     server.reset_counts()
     copy.invoke(PROMPT)
@@ -131,7 +137,7 @@ def test_streaming_returns_the_winner_content(
 ) -> None:
     best = BestOfN(llm=chat_openai(server), reward_model=model, n=3, return_all=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         chunks = list(best.stream(PROMPT))
     meta = chunks[-1].response_metadata["best_of_n"]
     assert "".join(c.text for c in chunks) == meta["candidates"][meta["chosen_index"]]
@@ -152,7 +158,7 @@ def test_any_chat_model_runnable(
     server.reset_counts()
     best = BestOfN(llm=inner, reward_model=model, n=3, return_all=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         message = best.invoke(PROMPT)
     meta = message.response_metadata["best_of_n"]
     assert meta["n_succeeded"] == 3 and message.content in meta["candidates"]
@@ -200,7 +206,12 @@ def test_same_call_same_answer_with_a_seeded_softmax(model: RewardModel) -> None
     for _ in range(5):
         llm = FakeListChatModel(responses=answers)
         best = BestOfN(
-            llm=llm, reward_model=model, n=4, selection="softmax", seed=3, max_concurrency=1
+            llm=llm,
+            reward_model=model,
+            n=4,
+            selection="softmax",
+            selection_seed=3,
+            max_concurrency=1,
         )
         picks.add(best.invoke([HumanMessage(PROMPT)]).text)
     assert len(picks) == 1

@@ -13,8 +13,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import RewardModel
+from langchain_irl.chat_models.spec import chat_model
 from langchain_irl.cli import main
-from langchain_irl.cli.main import chat_model
 from langchain_irl.testing import OpenAICompatibleServer
 from tests.conftest import BUNDLED_MODEL, CAPTIONS
 
@@ -87,7 +87,7 @@ def test_empty_and_unmatched_data_fail_before_any_work(  # type: ignore[no-untyp
 
 def test_eval_writes_plots_to_out_and_skips_invalid_lines(tmp_path: Path) -> None:
     from langchain_irl.data.converters import caption_contest
-    from langchain_irl.data.formats import write_jsonl
+    from langchain_irl.data.jsonl import write_jsonl
 
     demos, samples = caption_contest(CAPTIONS, top=5, contests={641}, sample_chunks=["middle"])
     write_jsonl(tmp_path / "d.jsonl", (d.to_json() for d in demos))
@@ -156,6 +156,7 @@ def test_collect_with_base_url_and_system(tmp_path: Path, caption_answers: list[
         assert all(r["n"] == 2 for r in server.requests)
     records = [json.loads(line) for line in (tmp_path / "s.jsonl").open()]
     assert {r["input"] for r in records} == {"cartoon 0", "cartoon 1", "cartoon 2"}  # keys kept
+    assert len(records) == 3 * 2 and all(r["output"] in caption_answers for r in records)
 
 
 def test_the_loopback_server_runs_on_its_own(tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_training_without_torch_says_what_to_install(tmp_path: Path) -> None:
 
 def test_a_missing_encoder_folder_is_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from langchain_irl.data.converters import caption_contest
-    from langchain_irl.data.formats import write_jsonl
+    from langchain_irl.data.jsonl import write_jsonl
 
     demos, samples = caption_contest(CAPTIONS, top=2, contests={641}, sample_chunks=["middle"])
     write_jsonl(tmp_path / "d.jsonl", (d.to_json() for d in demos))
@@ -212,7 +213,7 @@ def test_a_missing_encoder_folder_is_one_line(tmp_path: Path, capsys) -> None:  
 def test_training_prints_no_library_warnings(tmp_path: Path) -> None:
     """torch's and the ONNX exporter's warnings are not the user's business."""
     from langchain_irl.data.converters import hh_rlhf
-    from langchain_irl.data.formats import write_jsonl
+    from langchain_irl.data.jsonl import write_jsonl
     from tests.conftest import HH_PAIRS
 
     write_jsonl(tmp_path / "pairs.jsonl", (p.to_json() for p in hh_rlhf(HH_PAIRS)[:40]))
@@ -230,3 +231,25 @@ def test_training_prints_no_library_warnings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Warning" not in result.stderr, result.stderr[-2000:]
+
+
+def test_debug_shows_the_traceback(capsys) -> None:  # type: ignore[no-untyped-def]
+    args = ["score", "no-such-model", "--prompt", "p", "a"]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # one line, no traceback
+    assert "no such reward-model folder" in line and "--debug" in line
+    assert main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ModelFolderError" in err
+
+
+def test_an_import_error_inside_a_model_module_is_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my_broken_models.py").write_text(
+        "import a_package_that_does_not_exist_xyz\n\ndef factory():\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as raised:
+        chat_model("my_broken_models:factory")
+    assert raised.value.name == "a_package_that_does_not_exist_xyz"

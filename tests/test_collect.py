@@ -15,7 +15,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_irl.data.collect import chat_model_sampler, collect, openai_sampler
-from langchain_irl.data.formats import read_examples, write_jsonl
+from langchain_irl.data.formats import read_examples
+from langchain_irl.data.jsonl import write_jsonl
 from langchain_irl.testing.server import OpenAICompatibleServer
 from tests.conftest import ROOT
 
@@ -56,6 +57,19 @@ async def test_chat_model_sampler_and_chat_inputs(tmp_path: Path) -> None:
     # each request carried its input's messages, in order
     sent = [[(m["role"], m["content"]) for m in r["messages"]] for r in server.requests]
     assert [("system", "Be witty."), ("user", "A dog in a suit.")] in sent
+
+
+async def test_requests_in_flight_are_bounded_over_all_inputs(
+    tmp_path: Path, caption_answers: list[str]
+) -> None:
+    """Without native n, 12 inputs x 6 samples are 72 requests: `concurrency` bounds them all,
+    not the inputs."""
+    with OpenAICompatibleServer(answers=caption_answers, latency=0.05) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback").with_retry()
+        sampler = chat_model_sampler(llm, concurrency=3)
+        report = await collect(INPUTS, 6, tmp_path / "s.jsonl", sampler, concurrency=8)
+        assert report.collected == 72 and server.request_count == 72
+        assert 2 <= server.max_in_flight <= 3
 
 
 async def test_failures_are_retried_and_resumed_and_recorded_once(

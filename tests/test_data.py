@@ -18,8 +18,8 @@ from langchain_irl.data.formats import (
     parse_example,
     read_examples,
     read_pairs,
-    write_jsonl,
 )
+from langchain_irl.data.jsonl import write_jsonl
 from tests.conftest import CAPTIONS, HH_PAIRS
 
 

@@ -328,3 +328,23 @@ def test_a_sqlite_cache_is_hit_from_another_process(
         requests = server.request_count
         assert requests == 3  # a wrapped model (with_retry): one request per candidate
         assert call() == first and server.request_count == requests  # the second: no request
+
+
+# -- what a call reports -------------------------------------------------------------------------
+
+
+def test_metadata_and_usage_live_in_one_place(
+    caption_answers: list[str], model: RewardModel
+) -> None:
+    with OpenAICompatibleServer(answers=caption_answers) as server:
+        best = BestOfN(llm=_llm(server), reward_model=model, n=3, native_n=False)
+        result = best.generate([[HumanMessage(PROMPT)]])
+        (generation,) = result.generations[0]
+        message = generation.message
+        assert "best_of_n" in message.response_metadata
+        assert "best_of_n" not in (generation.generation_info or {})
+        assert "best_of_n" not in (result.llm_output or {})
+        # the winner's own provider count is not left beside the call's total
+        assert "token_usage" not in message.response_metadata
+        usage = message.usage_metadata  # type: ignore[attr-defined]
+        assert usage is not None and usage["output_tokens"] == server.tokens_sent

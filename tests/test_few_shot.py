@@ -116,8 +116,11 @@ async def test_async_twins(model: RewardModel) -> None:
         examples=[{"input": "A cat.", "output": "Meow."}], reward_model=model, k=3
     )
     await selector.aadd_example({"input": "A dog.", "output": "Woof."})
+    assert selector.examples[-1] == {"input": "A dog.", "output": "Woof."}
     picked = await selector.aselect_examples({"input": "A dog."})
-    assert len(picked) == 2  # k larger than the set: all of them, best first
+    # the async twins give what the sync methods give: all of them (k > the set), best first
+    assert picked == selector.select_examples({"input": "A dog."})
+    assert sorted(e["output"] for e in picked) == ["Meow.", "Woof."]
 
 
 def test_bad_input_is_a_clear_error(model: RewardModel) -> None:
@@ -226,3 +229,36 @@ class TestRewardRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "A cat chairs a board meeting."
+
+
+def test_selection_while_examples_are_added_sees_one_snapshot(model: RewardModel) -> None:
+    """add_example from one thread while others select: every selection is a consistent list
+    (no IndexError from a new index over an old list), and no added example is lost."""
+    import threading
+
+    selector = RewardExampleSelector(
+        examples=[{"input": "A cat.", "output": "Meow."}], reward_model=model, k=3
+    )
+    errors: list[BaseException] = []
+
+    def select() -> None:
+        try:
+            for _ in range(30):
+                for example in selector.select_examples({"input": "An animal."}):
+                    assert set(example) == {"input", "output"}
+        except BaseException as error:  # reported below, on the test's thread
+            errors.append(error)
+
+    def add(start: int) -> None:
+        for i in range(start, start + 10):
+            selector.add_example({"input": f"Animal {i}.", "output": f"Sound {i}."})
+
+    threads = [threading.Thread(target=select) for _ in range(2)]
+    threads += [threading.Thread(target=add, args=(start,)) for start in (0, 100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(selector.examples) == 21  # 1 + 2 x 10: none lost to a concurrent add
+    assert len(selector.rank("Animal 5.", k=21)) == 21

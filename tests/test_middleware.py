@@ -16,6 +16,7 @@ from langchain_openai import ChatOpenAI
 from langchain_irl import RewardExampleSelector, RewardModel
 from langchain_irl.middleware import BestOfNMiddleware, FewShotMiddleware
 from langchain_irl.testing.server import OpenAICompatibleServer
+from tests.conftest import DUPLICATE_CANDIDATES
 
 QUESTION = "A well-dressed man complaining about his fuming soup to a server"
 
@@ -52,7 +53,7 @@ def test_agent_answer_is_the_reward_argmax(
     best = BestOfNMiddleware(model, n=4, return_all=True)
     agent = create_agent(_llm(server), [], middleware=[best])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         result = agent.invoke({"messages": [HumanMessage(QUESTION)]})
     message = _final(result)
     _check_argmax(message, model)
@@ -80,7 +81,7 @@ async def test_tool_turns_and_few_shot_async(
         middleware=[FewShotMiddleware(selector, k=2), BestOfNMiddleware(model, n=3)],
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         result = await agent.ainvoke({"messages": [HumanMessage(QUESTION)]})
     types = [m.type for m in result["messages"]]
     assert types == ["human", "ai", "tool", "ai"]  # tool call, tool result, final answer
@@ -101,7 +102,7 @@ def test_failed_candidates_do_not_fail_the_step(
     with OpenAICompatibleServer(answers=caption_answers, failure_rate=0.5, seed=5) as server:
         agent = create_agent(_llm(server), [], middleware=[BestOfNMiddleware(model, n=6)])
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
             result = agent.invoke({"messages": [HumanMessage(QUESTION)]})
         meta = _final(result).response_metadata["best_of_n"]
         assert 0 < len(meta["failures"]) == server.faults_injected
@@ -138,6 +139,6 @@ def test_all_failed_raises_and_composes_with_retry(
             ],
         )
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
             result = retried.invoke({"messages": [HumanMessage(QUESTION)]})
         assert "best_of_n" in _final(result).response_metadata

@@ -18,6 +18,7 @@ from langchain_irl.testing import OpenAICompatibleServer
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+_ASKED = "Does the 5 second rule actually exist?"  # the README's AlpacaEval instruction
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 
 
@@ -110,4 +111,20 @@ def test_readme_python_blocks_run_installed(
     ) as server:
         env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "unused"}
         output = _run(installed, [str(installed / "python"), str(script)], tmp_path, env)
-    assert output.strip()
+    block = python_blocks()[index]
+    last = output.strip().splitlines()[-1]
+    # what each block prints, checked for what it means, not only that it printed something
+    if "rm.embed" in block:
+        assert last == "(1, 384)" and "[" in output  # scores, then the embedding's shape
+    elif "StrOutputParser" in block:
+        assert last in caption_answers[:50]  # one real entry, the best of n
+    elif "speculative=True" in block:
+        assert 0 < int(last) < 16 * max(len(a.split()) for a in alpaca_answers[_ASKED])
+    elif "RewardRetriever" in block:
+        assert "Document(" in output and "page_content=" in output
+    elif "optimize_prompt" in block:
+        assert "baseline" in last  # the verdict: the chosen prompt against the baseline
+    elif "create_agent" in block:
+        assert float(last) == float(last)  # the chosen candidate's reward, a number
+    else:
+        raise AssertionError(f"README block {index} has no expected output here: add one")

@@ -22,7 +22,7 @@ from langchain_irl.data.formats import parse_pair
 from langchain_irl.reward_model.card import CARD_FILE
 from langchain_irl.testing.server import OpenAICompatibleServer
 from langchain_irl.train import artifact
-from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.conftest import BUNDLED_MODEL, DUPLICATE_CANDIDATES, ROOT
 
 FAULTS = ["500", "429", "timeout", "malformed"]
 PROMPT = "A well-dressed man complaining about his fuming soup to a server"
@@ -120,7 +120,7 @@ def _kind(failure: str) -> str:
 async def _calls(best: BestOfN, count: int, at_once: int = 50) -> list[object]:
     outcomes: list[object] = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
         for _ in range(count // at_once):
             outcomes += await asyncio.gather(
                 *(best.ainvoke(PROMPT) for _ in range(at_once)), return_exceptions=True
@@ -154,7 +154,7 @@ async def test_200_concurrent_calls_respect_the_bound(
             llm=_llm(server), reward_model=model, n=8, native_n=False, max_concurrency=16
         )
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
             results = await asyncio.gather(*(best.ainvoke(PROMPT) for _ in range(200)))
         assert len(results) == 200 and all(r.text for r in results)
         assert len(server.requests) == 1600
@@ -169,9 +169,9 @@ def test_sync_calls_from_many_threads_respect_the_bound(
     with OpenAICompatibleServer(answers=caption_answers, latency=0.02) as server:
         best = BestOfN(llm=_llm(server), reward_model=model, n=4, native_n=False, max_concurrency=5)
         with warnings.catch_warnings(), ThreadPoolExecutor(10) as pool:
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
             results = list(pool.map(lambda _: best.invoke(PROMPT), range(20)))
-        assert len(results) == 20 and server.max_in_flight <= 5
+        assert len(results) == 20 and 2 <= server.max_in_flight <= 5  # concurrent, bounded
 
 
 @settings(

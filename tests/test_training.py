@@ -11,7 +11,8 @@ import torch
 from langchain_irl import RewardModel
 from langchain_irl.cli.main import main
 from langchain_irl.data.converters import caption_contest, hh_rlhf
-from langchain_irl.data.formats import Example, write_jsonl
+from langchain_irl.data.formats import Example
+from langchain_irl.data.jsonl import write_jsonl
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.report import evaluate
 from langchain_irl.train.config import FineTuneConfig, TrainConfig

@@ -12,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from langchain_core.messages import AIMessage
 
 from langchain_irl.data.collect import Sampler
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
+from langchain_irl.engine import BestOfNOptions, CandidatePool, ConcurrencyLimit, arun
+from langchain_irl.engine.runner import on_engine_loop
 from langchain_irl.reward_model.model import RewardModel
 
 logger = logging.getLogger(__name__)
 
 
 class BestOfNRecords:
-    """For each prompt of a batch: sample n, score them, keep the best (and the worst).
+    """For each prompt of a batch: best-of-n through the engine, keeping the best and the worst.
 
-    Returns the batch's rows with `completion` (the best sample), `rejected` (the worst),
-    `chosen_reward`, `rejected_reward` and `margin`; `sft_record` and `pair_record` turn a row
-    into TRL's formats. Prompts whose samples all failed get empty strings and NaN rewards (and
-    are left out of both files).
+    The same path as every best-of-n call (`engine.arun`): n samples in one request per prompt,
+    identical texts scored once, retry waves for failures that can succeed, a failure that cannot
+    (a 400, a 401) ends that prompt at once. Returns the batch's rows with `completion` (the best
+    sample), `rejected` (the worst distinct one, empty when all n were the same),
+    `chosen_reward`, `rejected_reward`, `margin` and `error` (why a prompt got no samples);
+    `sft_record` and `pair_record` turn a row into TRL's formats.
     """
 
     def __init__(
@@ -45,47 +50,85 @@ class BestOfNRecords:
         if n < 2:
             raise ValueError(f"best-of-n needs n >= 2 samples to compare, got {n}")
         self.sampler = sampler_factory()
-        self.model = RewardModel.load(model)
-        self.n, self.concurrency, self.input_column = n, concurrency, input_column
-        self._loop = asyncio.new_event_loop()
+        self.options = BestOfNOptions(
+            reward_model=RewardModel.load(model), n=n, max_concurrency=concurrency
+        )
+        self.input_column = input_column
+        self._limit = ConcurrencyLimit()  # `concurrency` requests in flight, across batches
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
         values = [parse_input_cell(v) for v in batch[self.input_column]]
-        samples = self._loop.run_until_complete(self._sample(values))
-        best, worst = [""] * len(values), [""] * len(values)
-        chosen, rejected = np.full(len(values), np.nan), np.full(len(values), np.nan)
-        for row, (value, texts) in enumerate(zip(values, samples, strict=True)):
-            if texts:
-                rewards = self.model.score(input_messages(value), texts)
-                top, bottom = int(np.argmax(rewards)), int(np.argmin(rewards))
-                best[row], worst[row] = texts[top], texts[bottom]
-                chosen[row], rejected[row] = rewards[top], rewards[bottom]
+        outcomes = on_engine_loop(self._best_of_n(values))
+        rows = [_row(outcome) for outcome in outcomes]
         return {
             self.input_column: [input_messages(v) for v in values],
-            "completion": best,
-            "rejected": worst,
-            "chosen_reward": chosen,
-            "rejected_reward": rejected,
-            "margin": chosen - rejected,
+            **{key: [row[key] for row in rows] for key in _COLUMNS},
         }
 
-    async def _sample(self, values: list[InputValue]) -> list[list[str]]:
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def one(value: InputValue) -> list[str]:
-            async with semaphore:
-                try:
-                    return list(await self.sampler(value, self.n))
-                except Exception as error:  # the prompt is skipped; the others go on
-                    logger.warning("a prompt got no samples (it is left out): %s", error)
-                    return []
+    async def _best_of_n(self, values: list[InputValue]) -> list[CandidatePool | Exception]:
+        async def one(value: InputValue) -> CandidatePool | Exception:
+            sampler = _TextSampler(self.sampler, value)
+            try:
+                pool, _ = await arun(
+                    self.options, sampler, [], self._limit, prompt=input_messages(value)
+                )
+            except Exception as error:  # the prompt is left out; the others go on
+                logger.warning("a prompt got no samples (it is left out): %s", error)
+                return error
+            return pool
 
         return list(await asyncio.gather(*(one(v) for v in values)))
 
 
+_COLUMNS = ("completion", "rejected", "chosen_reward", "rejected_reward", "margin", "error")
+
+
+def _row(outcome: CandidatePool | Exception) -> dict[str, Any]:
+    """The best and the worst distinct sample of a prompt, or why it has none."""
+    if isinstance(outcome, Exception):
+        return {
+            "completion": "",
+            "rejected": "",
+            "chosen_reward": float("nan"),
+            "rejected_reward": float("nan"),
+            "margin": float("nan"),
+            "error": f"{type(outcome).__name__}: {outcome}",
+        }
+    rewards = dict(zip(outcome.texts, outcome.rewards, strict=True))
+    best = max(rewards, key=rewards.__getitem__)
+    worst = min(rewards, key=rewards.__getitem__)
+    distinct = worst != best
+    return {
+        "completion": best,
+        "rejected": worst if distinct else "",
+        "chosen_reward": rewards[best],
+        "rejected_reward": rewards[worst] if distinct else float("nan"),
+        "margin": rewards[best] - rewards[worst] if distinct else float("nan"),
+        "error": "",
+    }
+
+
+@dataclass
+class _TextSampler:
+    """The engine's sampler over a batch sampler: one request returns `count` texts."""
+
+    sample_texts: Sampler
+    value: InputValue
+    native_n = True
+    control_flow: tuple[type[BaseException], ...] = ()
+    token_counter = None
+
+    def sample(self, count: int) -> tuple[list[AIMessage], list[AIMessage]]:
+        raise NotImplementedError("batch best-of-n runs on the engine's event loop")
+
+    async def asample(self, count: int) -> tuple[list[AIMessage], list[AIMessage]]:
+        messages = [AIMessage(text) for text in await self.sample_texts(self.value, count)]
+        return messages, messages
+
+
 def sft_record(row: Mapping[str, Any], input_column: str = "input") -> dict[str, Any] | None:
     """TRL prompt-completion row of a `BestOfNRecords` row (None if it has no samples)."""
-    if not row["completion"]:
+    if row.get("error") or not row["completion"]:
         return None
     prompt, reply = _trl_form(row[input_column])
     return {
@@ -98,9 +141,12 @@ def sft_record(row: Mapping[str, Any], input_column: str = "input") -> dict[str,
 def pair_record(
     row: Mapping[str, Any], margin: float, input_column: str = "input"
 ) -> dict[str, Any] | None:
-    """TRL preference row (best as chosen, worst as rejected) if its reward margin is at least
-    `margin`; None otherwise."""
-    if not row["completion"] or not float(row["margin"]) >= margin:
+    """TRL preference row (best as chosen, worst as rejected) when the two differ and the reward
+    margin is above 0 and at least `margin`; None otherwise."""
+    if not row["rejected"] or row["rejected"] == row["completion"]:
+        return None
+    gap = float(row["margin"])
+    if not (gap > 0 and gap >= margin):
         return None
     prompt, reply = _trl_form(row[input_column])
     return {

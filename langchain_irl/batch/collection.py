@@ -21,8 +21,10 @@ from typing import Any
 
 from filelock import FileLock
 
-from langchain_irl.data.collect import Sampler, append_records, sample_key
+from langchain_irl.data.collect import Sampler, sample_key
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
+from langchain_irl.data.jsonl import append_records, complete_lines
+from langchain_irl.engine.runner import on_engine_loop
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,11 @@ class PartitionedCollector:
         self.concurrency, self.attempts = concurrency, attempts
         self.input_column = input_column
         self._partitions: dict[int, _Partition] = {}
-        self._loop = asyncio.new_event_loop()  # clients bound to a loop live as long as it
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
         values = [parse_input_cell(v) for v in batch[self.input_column]]
-        counts = self._loop.run_until_complete(self._fill(values))
+        # The engine's long-lived loop: clients bound to a loop live as long as it.
+        counts = on_engine_loop(self._fill(values))
         return {
             "input_key": [sample_key(v) for v in values],
             "samples": [have for have, _ in counts],
@@ -142,12 +144,7 @@ class _Partition:
         if not self.path.exists():
             return
         with self.path.open("r+b") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-            complete = data[: data.rfind(b"\n") + 1]
-            if cut_torn and len(complete) < len(data):
-                logger.warning("%s: dropping a torn last line", self.path)
-                handle.truncate(self._offset + len(complete))
+            complete = complete_lines(handle, self.path, self._offset, repair=cut_torn)
         for line in complete.decode("utf-8").splitlines():
             if line.strip():
                 self._ids.add(json.loads(line)["id"])
@@ -165,6 +162,6 @@ def read_partitions(out_dir: str | Path) -> list[dict[str, Any]]:
 def _records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    text = path.read_bytes()
-    complete = text[: text.rfind(b"\n") + 1].decode("utf-8")
+    with path.open("rb") as handle:
+        complete = complete_lines(handle, path, repair=False).decode("utf-8")
     return [json.loads(line) for line in complete.splitlines() if line.strip()]

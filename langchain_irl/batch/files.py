@@ -7,13 +7,12 @@ and the rows stream back here in the input's order.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
+
+from langchain_irl.data.jsonl import to_json_value
 
 Row = dict[str, Any]
 Job = Callable[[Mapping[str, list[Any]]], Mapping[str, Any]]
@@ -35,34 +34,8 @@ def on_ray(dataset: Any) -> Iterator[Row]:
         yield from _rows(batch)
 
 
-def write_rows(path: Path, rows: Iterable[Row]) -> int:
-    """Write rows as JSONL (numpy values as plain JSON); returns how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=_plain) + "\n")
-            count += 1
-    return count
-
-
 def _rows(columns: Mapping[str, Any]) -> Iterator[Row]:
     keys = list(columns)
     size = len(columns[keys[0]]) if keys else 0
     for index in range(size):
-        yield {key: _plain(columns[key][index]) for key in keys}
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays (Arrow's lists arrive as arrays) as JSON values."""
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+        yield {key: to_json_value(columns[key][index]) for key in keys}

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from langchain_irl.data.formats import input_messages, parse_input_cell
-from langchain_irl.evaluation.report import score_by_input
 from langchain_irl.reward_model.model import RewardModel
 
 Batch = Mapping[str, Sequence[Any]]
@@ -53,7 +52,7 @@ class BatchScorer:
         index = {prompt: i for i, prompt in enumerate(prompts)}
         groups = np.array([index[prompt] for prompt in rendered], dtype=np.int64)
         candidates = [str(c) for c in batch[self.candidate_column]]
-        rewards = score_by_input(self.model, prompts, groups, candidates)
+        rewards = self.model.score_by_input(prompts, groups, candidates)
         result = {**batch, self.reward_column: rewards}
         if self.percentile_column is not None:
             result[self.percentile_column] = np.asarray(self.model.percentile(rewards))

@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
@@ -27,7 +28,13 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    Generation,
+    LLMResult,
+)
 from langchain_core.runnables import (
     Runnable,
     RunnableBinding,
@@ -39,14 +46,14 @@ from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_irl.chat_models.identity import stable_identity
-from langchain_irl.chat_models.sampling import (
+from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
+from langchain_irl.engine.sampling import (
     ChatModelSampler,
     ChatRunnable,
     chat_model_of,
     has_native_n,
     with_params,
 )
-from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
 
 # Constructor parameters of the wrapper that configure the inner model.
 FORWARDED = ("temperature", "max_tokens", "timeout", "max_retries")
@@ -61,9 +68,100 @@ _ANSWER_FIELDS = set(BestOfNOptions.model_fields) - {
 
 
 class BestOfN(BestOfNOptions, BaseChatModel):
-    """Best-of-n sampling from any chat model, ranked by a learned reward model."""
+    """Best-of-n sampling from any chat model, ranked by a learned reward model.
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    Each call asks the inner chat model for `n` candidates, scores them with the reward model
+    (an ONNX folder: no torch at run time) and returns the best as the answer, so it drops in
+    wherever a chat model goes: `prompt | BestOfN(...) | parser`.
+
+    **Setup**
+
+    ```bash
+    pip install langchain-irl langchain-openai
+    export OPENAI_API_KEY="your-api-key"
+    ```
+
+    **Instantiate**
+
+    ```python
+    from langchain_openai import ChatOpenAI
+    from langchain_irl import BestOfN
+
+    llm = BestOfN(
+        llm=ChatOpenAI(model="gpt-4o-mini"),
+        reward_model="helpful",  # a bundled model's name, a folder, or a RewardModel
+        n=8,
+        # selection="argmax", threshold=None, speculative=None, max_concurrency=16,
+        # candidate_retries=2, return_all=False, temperature=..., max_tokens=...
+    )
+    ```
+
+    **Invoke**
+
+    ```python
+    message = llm.invoke("Does the 5 second rule actually exist?")
+    message.text  # the best of the 8 answers
+    ```
+
+    **Stream**
+
+    ```python
+    for chunk in llm.stream("Does the 5 second rule actually exist?"):
+        print(chunk.text)  # one chunk: the winner, once it is chosen
+    ```
+
+    `speculative=True` streams the candidates from the provider and closes the losing streams
+    early (speculative rejection): the caller still gets one chunk, the winner.
+
+    **Async**
+
+    ```python
+    message = await llm.ainvoke("Does the 5 second rule actually exist?")
+    messages = await llm.abatch(["question one", "question two"])
+    ```
+
+    **Tools**
+
+    ```python
+    from pydantic import BaseModel
+
+    class GetWeather(BaseModel):
+        \"\"\"Get the current weather in a given location.\"\"\"
+
+        location: str
+
+    message = llm.bind_tools([GetWeather]).invoke("Weather in Paris?")
+    message.tool_calls  # the best candidate's calls (candidates are scored as their JSON)
+    ```
+
+    **Structured output**
+
+    ```python
+    structured = llm.with_structured_output(GetWeather)  # or method="json_schema"
+    structured.invoke("Weather in Paris?")  # GetWeather(location='Paris')
+    ```
+
+    **Token usage**
+
+    ```python
+    message.usage_metadata  # what all n candidates cost, not the winner alone
+    # {'input_tokens': ..., 'output_tokens': ..., 'total_tokens': ...}
+    message.response_metadata["best_of_n"]["usage_counted_by"]  # "provider", ...
+    ```
+
+    **Response metadata**
+
+    ```python
+    meta = message.response_metadata["best_of_n"]
+    meta["rewards"], meta["chosen_index"], meta["chosen_percentile"]
+    meta["n_succeeded"], meta["failures"], meta["retry_waves"]
+    meta["speculative"]  # with speculative=True: per candidate, where it was cut
+    ```
+
+    The metadata lives there only (not in `generation_info` or `llm_output`).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
     llm: ChatRunnable = Field(exclude=True)
     """The chat model (or any chat-model Runnable: `.bind`, `.with_retry`, configurable) that
@@ -71,10 +169,15 @@ class BestOfN(BestOfNOptions, BaseChatModel):
     native_n: bool | None = None
     """Use the provider's `n` (one request). Default: when the inner chat model has an `n` field."""
     temperature: float | None = None
+    """Sampling temperature, forwarded to the inner chat model (unset: the inner model's)."""
     max_tokens: int | None = None
+    """Most tokens per candidate, forwarded to the inner chat model."""
     timeout: float | None = None
+    """Seconds per request, forwarded to the inner chat model."""
     stop: list[str] | None = None
+    """Stop sequences, passed with every candidate request."""
     max_retries: int | None = None
+    """The inner chat model's own retries per request (see also `candidate_retries`)."""
     streaming: bool = False
     """Accepted for compatibility; streaming yields the winner once it is chosen."""
 
@@ -243,16 +346,17 @@ class BestOfN(BestOfNOptions, BaseChatModel):
         )
 
     def _result(self, payloads: list[ChatGeneration], choice: Choice) -> ChatResult:
+        """The winner (with the `best_of_n` metadata in its `response_metadata`, the one place
+        it is kept), then with `return_all` the other candidates."""
         winner = payloads[choice.index]
         assert isinstance(winner.message, AIMessage)
         generation = ChatGeneration(
-            message=choice.annotate(winner.message),
-            generation_info={**(winner.generation_info or {}), "best_of_n": choice.metadata},
+            message=choice.annotate(winner.message), generation_info=winner.generation_info
         )
         generations = [generation]
         if self.return_all:
             generations += [g for i, g in enumerate(payloads) if i != choice.index]
-        return ChatResult(generations=generations, llm_output={"best_of_n": choice.metadata})
+        return ChatResult(generations=generations)
 
     def _chat_model(self, what: str) -> BaseChatModel:
         found = chat_model_of(self._inner)
@@ -288,8 +392,9 @@ def _child_callbacks(
     """Tracers for the inner calls, so each candidate is traced as a child run of this one.
 
     Only tracers: other handlers see one chat-model run per call, as LangChain's conventions
-    expect (e.g. token counters would otherwise count every candidate twice); they find every
-    candidate in the result's `best_of_n` metadata instead."""
+    expect; they find every candidate in the result's `best_of_n` metadata instead. And the
+    tracers see the candidates without their token usage: this run reports what all of them
+    cost, and tracing tools add children's usage into their parents."""
     if run_manager is None:
         return None
     manager_class = (
@@ -298,11 +403,55 @@ def _child_callbacks(
         else CallbackManager
     )
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers([h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)])
+    tracers = [h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)]
+    manager.set_handlers([_UsageCountedByParent(t) for t in tracers])
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     manager.add_tags(["best-of-n-candidate"], inherit=False)
     return manager
+
+
+class _UsageCountedByParent(BaseCallbackHandler):
+    """A tracer's view of the candidate runs: every callback forwarded as is, except that a
+    finished candidate carries no token usage (its best-of-n parent counts it, once)."""
+
+    def __init__(self, tracer: BaseCallbackHandler) -> None:
+        self.tracer = tracer
+        self.raise_error = tracer.raise_error
+        self.run_inline = tracer.run_inline
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> Any:
+        generations = [[_without_usage(g) for g in group] for group in response.generations]
+        llm_output = {k: v for k, v in (response.llm_output or {}).items() if k != "token_usage"}
+        update = {"generations": generations, "llm_output": llm_output or None}
+        return self.tracer.on_llm_end(response.model_copy(update=update), **kwargs)
+
+
+def _forward(name: str) -> Any:
+    def forward(self: _UsageCountedByParent, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.tracer, name)(*args, **kwargs)
+
+    return forward
+
+
+def _forward_flag(name: str) -> property:
+    return property(lambda self: getattr(self.tracer, name))
+
+
+for _name in dir(BaseCallbackHandler):
+    if _name.startswith("on_") and _name != "on_llm_end":
+        setattr(_UsageCountedByParent, _name, _forward(_name))
+    elif _name.startswith("ignore_"):
+        setattr(_UsageCountedByParent, _name, _forward_flag(_name))
+
+
+def _without_usage(generation: Generation) -> Generation:
+    message = getattr(generation, "message", None)
+    if not isinstance(message, AIMessage):
+        return generation
+    metadata = {k: v for k, v in message.response_metadata.items() if k != "token_usage"}
+    bare = message.model_copy(update={"usage_metadata": None, "response_metadata": metadata})
+    return generation.model_copy(update={"message": bare})
 
 
 def as_chunk(generation: ChatGeneration) -> ChatGenerationChunk:

@@ -42,8 +42,9 @@ class _LastBestOfN(BaseCallbackHandler):
     metadata: dict[str, Any] | None = None
 
     def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-        if response.llm_output and "best_of_n" in response.llm_output:
-            self.metadata = response.llm_output["best_of_n"]
+        message = getattr(response.generations[0][0], "message", None)
+        if message is not None and "best_of_n" in message.response_metadata:
+            self.metadata = message.response_metadata["best_of_n"]
 
 
 def run_demo(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,22 +21,38 @@ from pathlib import Path
 from typing import IO, Any
 
 from filelock import FileLock, Timeout
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, convert_to_messages
+from langchain_core.messages import (
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    convert_to_messages,
+    convert_to_openai_messages,
+)
 from tqdm.auto import tqdm
 
-from langchain_irl.chat_models.sampling import (
+from langchain_irl.data.formats import InputValue, input_messages, parse_input
+from langchain_irl.data.jsonl import DataFileError, append_records, complete_lines
+from langchain_irl.engine.limit import ConcurrencyLimit
+from langchain_irl.engine.sampling import (
     ChatModelSampler,
     ChatRunnable,
     chat_model_of,
     has_native_n,
     with_params,
 )
-from langchain_irl.data.formats import InputValue, input_messages, parse_input
 from langchain_irl.extras import MissingExtraError
 
 logger = logging.getLogger(__name__)
 
 Sampler = Callable[[InputValue, int], Awaitable[list[str]]]
+"""k outputs for an input. A sampler that holds a client has an `aclose` coroutine function."""
+
+
+async def close_sampler(sampler: Sampler) -> None:
+    """Close the client a sampler holds (an `openai_sampler`'s `AsyncOpenAI`), if it has one."""
+    aclose = getattr(sampler, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,15 @@ class CollectReport:
 
 
 def chat_model_sampler(
-    model: ChatRunnable, *, system: str | None = None, retries: int | None = None
+    model: ChatRunnable,
+    *,
+    system: str | None = None,
+    retries: int | None = None,
+    concurrency: int = 8,
 ) -> Sampler:
-    """k outputs of a LangChain chat model (one request with the provider's `n` where it has
-    one, else k concurrent calls), each input preceded by the `system` instruction if given.
+    """k outputs of a LangChain chat model through the engine's sampler (one request with the
+    provider's `n` where it has one, else k calls), each input preceded by the `system`
+    instruction if given. At most `concurrency` requests are in flight, over all inputs.
     `retries` sets the model's own `max_retries` (its SDK retries only what is worth retrying:
     timeouts, 408, 409, 429 and 5xx, after the provider's Retry-After)."""
     if retries is not None:
@@ -60,15 +80,19 @@ def chat_model_sampler(
         if found is not None and "max_retries" in type(found[0]).model_fields:
             model = with_params(model, {"max_retries": retries})
     native = has_native_n(model)
+    limit = ConcurrencyLimit()
+
+    async def request(sampler: ChatModelSampler, count: int) -> list[str]:
+        async with limit.aheld(concurrency):
+            generations, _ = await sampler.asample(count)
+        return [generation.text for generation in generations]
 
     async def sample(value: InputValue, k: int) -> list[str]:
         sampler = ChatModelSampler(model, _as_messages(value, system), native_n=native)
         if native:
-            generations, _ = await sampler.asample(k)
-        else:
-            singles = await asyncio.gather(*(sampler.asample(1) for _ in range(k)))
-            generations = [g for found, _ in singles for g in found]
-        return [generation.text for generation in generations]
+            return await request(sampler, k)
+        singles = await asyncio.gather(*(request(sampler, 1) for _ in range(k)))
+        return [text for texts in singles for text in texts]
 
     return sample
 
@@ -93,18 +117,15 @@ def openai_sampler(
     client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=retries)
 
     async def sample(value: InputValue, k: int) -> list[str]:
-        messages = [
-            {"role": _OPENAI_ROLES.get(m.type, m.type), "content": m.text}
-            for m in _as_messages(value, system)
-        ]
         response = await client.chat.completions.create(
             model=model,
-            messages=messages,  # type: ignore[arg-type]
+            messages=convert_to_openai_messages(_as_messages(value, system)),  # type: ignore[arg-type]
             n=k,
             **params,
         )
         return [choice.message.content or "" for choice in response.choices]
 
+    sample.aclose = client.close  # type: ignore[attr-defined]  # see `close_sampler`
     return sample
 
 
@@ -145,7 +166,9 @@ async def _fill(
 ) -> CollectReport:
     with cache.open("a+b") as handle:
         have = _read_counts(handle, cache)
-        missing = {value: k - have[sample_key(value)] for value in unique if have[sample_key(value)] < k}
+        missing = {
+            value: k - have[sample_key(value)] for value in unique if have[sample_key(value)] < k
+        }
         already = sum(min(have[sample_key(value)], k) for value in unique)
         semaphore = asyncio.Semaphore(concurrency)
         failed: list[str] = []
@@ -159,7 +182,9 @@ async def _fill(
                     logger.warning("an input failed (run again to resume): %s", error)
                     failed.append(sample_key(value))
                     return 0
-            append_records(handle, [{"input": input_messages(value), "output": text} for text in outputs])
+            append_records(
+                handle, [{"input": input_messages(value), "output": text} for text in outputs]
+            )
             progress.update(len(outputs))
             return len(outputs)
 
@@ -170,31 +195,17 @@ async def _fill(
 
 def _read_counts(handle: IO[bytes], cache: Path) -> Counter[str]:
     """Samples per input already in the cache; a torn last line is cut off."""
-    handle.seek(0)
-    data = handle.read()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        logger.warning("%s: dropping a torn last line (%d bytes)", cache, len(data) - len(complete))
-        handle.truncate(len(complete))
     counts: Counter[str] = Counter()
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+    lines = complete_lines(handle, cache, repair=True).decode("utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             counts[sample_key(parse_input(record["input"]))] += 1
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{cache}:{number}: not a sample record ({exc})") from exc
+            raise DataFileError(f"{cache}:{number}: not a sample record ({exc})") from exc
     return counts
-
-
-def append_records(handle: IO[bytes], records: list[dict[str, Any]]) -> None:
-    """Append records as JSON lines in one write, flushed and fsync'ed before returning."""
-    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    handle.seek(0, os.SEEK_END)
-    handle.write(payload)  # one write per request: its samples land together
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def sample_key(value: InputValue) -> str:
@@ -211,6 +222,3 @@ def _as_messages(value: InputValue, system: str | None = None) -> list[BaseMessa
     if system and not any(m.type == "system" for m in converted):
         converted.insert(0, SystemMessage(system))
     return converted
-
-
-_OPENAI_ROLES = {"human": "user", "ai": "assistant"}

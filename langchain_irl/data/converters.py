@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from langchain_irl.data.formats import DataFileError, Example, Pair, numbered_lines
+from langchain_irl.data.formats import Example, Pair
+from langchain_irl.data.jsonl import DataFileError, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +40,18 @@ class Contest:
 
 def read_caption_contests(path: str | Path) -> list[Contest]:
     """Caption-contest records (`dev.jsonl`, `train.jsonl.gz`), captions sorted best first."""
-    source = Path(path)
-    contests = []
-    for number, line in numbered_lines(source):
-        try:
-            record = json.loads(line)
-            ranked = sorted(record["captions"], key=lambda c: c["rank"])
-            contests.append(
-                Contest(
-                    number=int(record["contest"]),
-                    description=str(record["description"]),
-                    captions=[str(c["text"]) for c in ranked],
-                    ratings=np.array([float(c["mean"]) for c in ranked]),
-                    chunks=[str(c["chunk"]) for c in ranked],
-                )
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataFileError(f"{source}:{number}: not a caption-contest record ({exc!r})") from exc
-    return contests
+
+    def parse(record: Mapping[str, Any]) -> Contest:
+        ranked = sorted(record["captions"], key=lambda c: c["rank"])
+        return Contest(
+            number=int(record["contest"]),
+            description=str(record["description"]),
+            captions=[str(c["text"]) for c in ranked],
+            ratings=np.array([float(c["mean"]) for c in ranked]),
+            chunks=[str(c["chunk"]) for c in ranked],
+        )
+
+    return read_records(path, parse, what="a caption-contest record")
 
 
 def caption_contest(
@@ -98,23 +93,22 @@ def hh_rlhf(path: str | Path) -> list[Pair]:
     chosen/rejected = that final turn's text, stripped. Pairs whose two dialogues differ before
     the final turn are skipped and counted (3 of the 1,387 bundled pairs).
     """
-    source = Path(path)
+
+    def parse(record: Mapping[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+        return _split_last_turn(record["chosen"]), _split_last_turn(record["rejected"])
+
     pairs: list[Pair] = []
     skipped = 0
-    for number, line in numbered_lines(source):
-        try:
-            record = json.loads(line)
-            chosen_prompt, chosen = _split_last_turn(record["chosen"])
-            rejected_prompt, rejected = _split_last_turn(record["rejected"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataFileError(f"{source}:{number}: not an HH-RLHF record ({exc!r})") from exc
+    for (chosen_prompt, chosen), (rejected_prompt, rejected) in read_records(
+        path, parse, what="an HH-RLHF record"
+    ):
         if chosen_prompt != rejected_prompt:
             skipped += 1
             continue
         pairs.append(Pair(chosen_prompt, chosen, rejected))
     if skipped:
         logger.info(
-            "%s: skipped %d pair(s) whose dialogues differ before the last turn", source, skipped
+            "%s: skipped %d pair(s) whose dialogues differ before the last turn", path, skipped
         )
     return pairs
 
@@ -160,19 +154,12 @@ class AlpacaEvalSplit:
 
 def read_alpaca_eval(path: str | Path) -> list[dict]:
     """AlpacaEval records (`instruction`, `outputs` of every model with `judge_win`), checked."""
-    source = Path(path)
-    records = []
-    for number, line in numbered_lines(source):
-        try:
-            record = json.loads(line)
-            instruction = str(record["instruction"])
-            outputs = {
-                str(o["generator"]): (str(o["text"]), o["judge_win"]) for o in record["outputs"]
-            }
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataFileError(f"{source}:{number}: not an AlpacaEval record ({exc!r})") from exc
-        records.append({"instruction": instruction, "outputs": outputs})
-    return records
+
+    def parse(record: Mapping[str, Any]) -> dict:
+        outputs = {str(o["generator"]): (str(o["text"]), o["judge_win"]) for o in record["outputs"]}
+        return {"instruction": str(record["instruction"]), "outputs": outputs}
+
+    return read_records(path, parse, what="an AlpacaEval record")
 
 
 def alpaca_eval(
@@ -184,8 +171,9 @@ def alpaca_eval(
 ) -> AlpacaEvalSplit:
     """Demonstrations, policy samples, judged and adversarial answers from AlpacaEval outputs.
 
-    `instructions`: keep only these (None: all). A model named as demonstrator and base model, or an
-    adversarial one in either role, is refused: it would teach the reward nothing or the wrong thing.
+    `instructions`: keep only these (None: all). A model named as demonstrator and base model, or
+    an adversarial one in either role, is refused: it would teach the reward nothing or the wrong
+    thing.
     """
     overlap = set(demo_models) & set(base_models)
     if overlap:

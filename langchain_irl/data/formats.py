@@ -6,20 +6,19 @@
 - pairs: `{"input": ..., "chosen": "...", "rejected": "..."}`
 
 Other keys are ignored. A malformed line raises `DataFileError` naming the file and line, unless
-`skip_invalid=True`, which skips such lines and logs how many (and the first few reasons).
+`skip_invalid=True`, which skips such lines and logs how many (and the first few reasons). Reading
+and writing go through `data.jsonl`.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
+from langchain_irl.data.jsonl import DataFileError, read_records
 from langchain_irl.reward_model.rendering import PromptFormat, render_prompt
 
 logger = logging.getLogger(__name__)
@@ -27,10 +26,6 @@ logger = logging.getLogger(__name__)
 Messages = tuple[tuple[str, str], ...]  # (role, content) pairs, hashable
 InputValue = str | Messages
 _ROLES = {"system", "user", "assistant", "human", "ai", "tool"}
-
-
-class DataFileError(ValueError):
-    """A data file (or one of its lines) is not in the documented format."""
 
 
 @dataclass(frozen=True)
@@ -122,17 +117,17 @@ def parse_pair(record: Mapping[str, Any]) -> Pair:
 
 def read_examples(path: str | Path, *, skip_invalid: bool = False) -> list[Example]:
     """Read demonstrations or policy samples."""
-    return _read(Path(path), parse_example, skip_invalid)
+    return read_records(path, parse_example, skip_invalid=skip_invalid)
 
 
 def read_pairs(path: str | Path, *, skip_invalid: bool = False) -> list[Pair]:
     """Read preference pairs."""
-    return _read(Path(path), parse_pair, skip_invalid)
+    return read_records(path, parse_pair, skip_invalid=skip_invalid)
 
 
 def read_objects(path: str | Path) -> list[dict[str, Any]]:
     """JSON objects, one per line, whatever their keys (the rows of a batch job)."""
-    return _read(Path(path), dict, skip_invalid=False)
+    return read_records(path, dict)
 
 
 def check_matched(
@@ -161,67 +156,6 @@ def check_matched(
             unmatched,
             len(samples),
         )
-
-
-def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
-    """Write records atomically (a temporary file renamed into place); returns the count."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".tmp-{target.name}")  # keeps the suffix (.gz)
-    count = 0
-    with _open(temporary, "wt") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(temporary, target)
-    return count
-
-
-T = TypeVar("T")
-
-
-def _read(path: Path, parse: Callable[[Mapping[str, Any]], T], skip_invalid: bool) -> list[T]:
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
-    items: list[T] = []
-    errors: list[str] = []
-    for number, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"expected a JSON object, got {_kind(record)}")
-            items.append(parse(record))
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
-            message = f"{path}:{number}: {exc}"
-            if not skip_invalid:
-                raise DataFileError(message) from exc
-            errors.append(message)
-    if errors:
-        logger.warning(
-            "skipped %d invalid line(s) of %s, kept %d; first: %s",
-            len(errors),
-            path,
-            len(items),
-            "; ".join(errors[:3]),
-        )
-    return items
-
-
-def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a text file, gzipped or not; unreadable files raise DataFileError."""
-    try:
-        with _open(path, "rt") as handle:
-            yield from enumerate(handle, start=1)
-    except (UnicodeDecodeError, OSError, EOFError) as exc:  # gzip errors are OSError/EOFError
-        raise DataFileError(f"{path}: unreadable ({exc})") from exc
-
-
-def _open(path: Path, mode: str) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
-    return path.open(mode[0], encoding="utf-8")
 
 
 def _field(record: Mapping[str, Any], key: str) -> Any:

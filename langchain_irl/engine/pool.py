@@ -21,7 +21,7 @@ from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.selection import choose
 from langchain_irl.engine.usage import TokenCounter, counted_usage, total_usage
 from langchain_irl.reward_model.model import PromptScorer
-from langchain_irl.reward_model.rendering import render_output
+from langchain_irl.reward_model.rendering import PromptInput, render_output
 
 # The longest pause a provider's Retry-After may impose before a retry wave.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -36,10 +36,13 @@ class Choice:
     usage: UsageMetadata | None
 
     def annotate(self, message: AIMessage) -> AIMessage:
-        """The winner's own message with the `best_of_n` metadata and the whole call's usage."""
+        """The winner's own message with the `best_of_n` metadata and the whole call's usage.
+        The winner's own `token_usage` (the provider's count for its request alone) is dropped:
+        `usage_metadata` is the one count, of every candidate."""
+        metadata = {k: v for k, v in message.response_metadata.items() if k != "token_usage"}
         return message.model_copy(
             update={
-                "response_metadata": {**message.response_metadata, "best_of_n": self.metadata},
+                "response_metadata": {**metadata, "best_of_n": self.metadata},
                 "usage_metadata": self.usage,
             }
         )
@@ -49,6 +52,7 @@ class Choice:
 class CandidatePool:
     options: BestOfNOptions
     conversation: list[BaseMessage]
+    prompt: PromptInput | None = None  # what the reward reads, if not the conversation
     scorer: PromptScorer | None = None  # set once the prompt is encoded (while requests run)
     payloads: list[Any] = field(default_factory=list)
     messages: list[BaseMessage] = field(default_factory=list)
@@ -63,6 +67,11 @@ class CandidatePool:
     fatal: BaseException | None = None  # a failure no retry can mend: the call raises it
     _scored: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
     _wave_failures: list[BaseException] = field(default_factory=list)
+
+    def make_scorer(self) -> PromptScorer:
+        """Encode the prompt: the conversation, or `prompt` (a string is read verbatim)."""
+        prompt = self.conversation if self.prompt is None else self.prompt
+        return self.options.reward_model.scorer(prompt)
 
     def waves(self) -> Iterator[tuple[int, float]]:
         """(candidates, seconds to wait first) per wave: the planned waves (all n at once, or with

@@ -27,6 +27,7 @@ from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.pool import CandidatePool, Choice
 from langchain_irl.engine.speculative import StreamSampler, arun_speculative
 from langchain_irl.engine.usage import TokenCounter
+from langchain_irl.reward_model.rendering import PromptInput
 
 Candidates = tuple[list[Any], list[BaseMessage]]  # payloads, and the message of each
 T = TypeVar("T")
@@ -60,10 +61,13 @@ def run(
     sampler: Sampler,
     conversation: list[BaseMessage],
     limit: ConcurrencyLimit,
+    prompt: PromptInput | None = None,
 ) -> tuple[CandidatePool, Choice]:
-    """One best-of-n call, in threads (each request runs in a copy of the caller's context)."""
+    """One best-of-n call, in threads (each request runs in a copy of the caller's context).
+
+    The reward reads `conversation`, or `prompt` if given (a batch job's input, verbatim)."""
     if options.speculative is not None:  # streams are async: run them on the engine's loop
-        return _on_engine_loop(arun(options, sampler, conversation, limit))
+        return on_engine_loop(arun(options, sampler, conversation, limit, prompt))
 
     stopped = threading.Event()  # a failure no retry mends: send nothing more
 
@@ -74,7 +78,7 @@ def run(
             with _stop_on_fatal(stopped):
                 return sampler.sample(count)
 
-    pool = CandidatePool(options, conversation)
+    pool = CandidatePool(options, conversation, prompt)
     for size, wait in pool.waves():
         time.sleep(wait)
         requests, count = _requests(sampler, size)
@@ -85,7 +89,7 @@ def run(
                 for _ in range(requests)
             ]
             if pool.scorer is None:  # encode the prompt while the first requests run
-                pool.scorer = options.reward_model.scorer(conversation)
+                pool.scorer = pool.make_scorer()
             for future in as_completed(futures):
                 outcome = future.exception() or future.result()
                 if outcome is not None:
@@ -100,10 +104,11 @@ async def arun(
     sampler: Sampler,
     conversation: list[BaseMessage],
     limit: ConcurrencyLimit,
+    prompt: PromptInput | None = None,
 ) -> tuple[CandidatePool, Choice]:
     """One best-of-n call on the running event loop; scoring runs in worker threads."""
+    pool = CandidatePool(options, conversation, prompt)
     if options.speculative is not None:
-        pool = CandidatePool(options, conversation)
         return pool, await arun_speculative(pool, _streaming(sampler), limit)
 
     stopped = threading.Event()
@@ -115,9 +120,8 @@ async def arun(
             with _stop_on_fatal(stopped):
                 return await sampler.asample(count)
 
-    pool = CandidatePool(options, conversation)
     # The prompt is encoded while the first candidates are being written.
-    scorer = asyncio.ensure_future(asyncio.to_thread(options.reward_model.scorer, conversation))
+    scorer = asyncio.ensure_future(asyncio.to_thread(pool.make_scorer))
     try:
         for size, wait in pool.waves():
             await asyncio.sleep(wait)
@@ -148,11 +152,12 @@ _CLOSE_SECONDS = 10.0  # the longest an interrupted sync call waits for its stre
 _ENGINE_LOOP_LOCK = threading.Lock()
 
 
-def _on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+def on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code on one long-lived event loop (a daemon thread), in a copy of
-    the caller's context. One loop for every call, not one per call: async HTTP clients that
-    LangChain caches across calls (ChatOpenAI's) keep connections bound to the loop that opened
-    them, and fail with "Event loop is closed" on the next loop."""
+    the caller's context (sync speculative calls, batch jobs). One loop for every call, not one
+    per call: async HTTP clients that LangChain caches across calls (ChatOpenAI's) keep
+    connections bound to the loop that opened them, and fail with "Event loop is closed" on the
+    next loop."""
     global _ENGINE_LOOP
     with _ENGINE_LOOP_LOCK:
         if _ENGINE_LOOP is None:

@@ -103,9 +103,7 @@ async def arun_speculative(
     options = pool.options
     speculative = options.speculative
     assert speculative is not None
-    scorer = asyncio.ensure_future(
-        asyncio.to_thread(options.reward_model.scorer, pool.conversation)
-    )
+    scorer = asyncio.ensure_future(asyncio.to_thread(pool.make_scorer))
     streams = [_Stream() for _ in range(options.n)]
     scored: list[dict[int, float]] = [{} for _ in speculative.checkpoints]  # index -> prefix score
     judges: set[asyncio.Task[None]] = set()

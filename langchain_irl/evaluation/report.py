@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import (
@@ -43,23 +42,6 @@ class EvalReport:
     curve: dict[str, list[float]] | None
     suspicious: list[SuspiciousDemo]
     plots: list[Path] = field(default_factory=list)
-
-
-def score_by_input(
-    model: RewardModel,
-    prompts: Sequence[str],
-    groups: np.ndarray,
-    texts: Sequence[str],
-    *,
-    progress: bool = False,
-) -> np.ndarray:
-    """Score every text against its input (`prompts[groups[i]]`), one `score` call per input, as
-    users call it."""
-    rewards = np.empty(len(texts), dtype=np.float32)
-    for group in tqdm(np.unique(groups), desc="scoring", unit="input", disable=not progress):
-        (members,) = np.nonzero(groups == group)
-        rewards[members] = model.score(prompts[int(group)], [texts[i] for i in members.tolist()])
-    return rewards
 
 
 def matching_accuracy(
@@ -123,7 +105,7 @@ def evaluate(
     is_demo = np.arange(len(records)) < len(demos)
     gold = np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64)
     texts = [record.output for record in records]
-    rewards = score_by_input(model, unique_prompts, groups, texts, progress=True)
+    rewards = model.score_by_input(unique_prompts, groups, texts, progress=True)
 
     has_gold = bool(np.isfinite(gold).any())
     lengths = np.array([len(text) for text in texts])
@@ -205,7 +187,7 @@ def _adversarial_metrics(
     if not known:
         return {}
     answer_groups = np.array([group for _, group in placed if group is not None])
-    answer_rewards = score_by_input(model, prompts, answer_groups, [a.output for a in known])
+    answer_rewards = model.score_by_input(prompts, answer_groups, [a.output for a in known])
     samples = ~is_demo
     metrics = {
         f"adversarial_{name}": above_median_rate(

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.example_selectors import BaseExampleSelector
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from langchain_irl.data.formats import read_examples
 from langchain_irl.example_selectors.index import DemoIndex, RankedDemo, rank
@@ -27,14 +34,67 @@ from langchain_irl.reward_model.model import RewardModel
 
 
 class RewardExampleSelector(BaseExampleSelector, BaseModel):
-    """Select the k demonstrations most worth showing for an input: relevant *and* good."""
+    """Select the k demonstrations most worth showing for an input: relevant *and* good.
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    Each demonstration is ranked by `relevance_weight` x its similarity to the input plus
+    `reward_weight` x its reward under the learned reward model (normalised), with optional
+    maximal marginal relevance for variety. A LangChain example selector: it plugs into
+    `FewShotPromptTemplate` and `FewShotChatMessagePromptTemplate`.
+
+    **Setup**
+
+    ```bash
+    pip install langchain-irl
+    ```
+
+    **Instantiate**
+
+    ```python
+    from langchain_irl import RewardExampleSelector, RewardModel
+
+    selector = RewardExampleSelector.from_examples(
+        [{"input": "A cat chairs a board meeting.", "output": "Any other business? Meow."},
+         {"input": "A dog in a suit at a bank.", "output": "I'd like a loan for a bone."}],
+        RewardModel.load("caption-humor"),
+        k=1,
+    )
+    # or RewardExampleSelector.from_jsonl("demos.jsonl", reward_model, k=4)
+    ```
+
+    **Select**
+
+    ```python
+    selector.select_examples({"input": "A chef and a smoking pot."})
+    await selector.aselect_examples({"input": "A chef and a smoking pot."})
+    selector.pick("A chef and a smoking pot.", k=2)  # with each one's reward and relevance
+    ```
+
+    **In a prompt**
+
+    ```python
+    from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
+
+    prompt = FewShotPromptTemplate(
+        example_selector=selector,
+        example_prompt=PromptTemplate.from_template("Input: {input}\nOutput: {output}"),
+        suffix="Input: {input}\nOutput:",
+        input_variables=["input"],
+    )
+    ```
+
+    `add_example` (and `aadd_example`) may run while other threads select: a query always sees
+    one consistent list of examples and its index.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
     examples: list[dict[str, Any]] = Field(min_length=1)
     """Demonstrations as dicts: `input_keys` name their input, `output_key` their output."""
     reward_model: RewardModel = Field(exclude=True)
+    """The learned reward that scores each demonstration's output for its own input: a
+    `RewardModel`, or a bundled model's name or a folder to load one from."""
     k: int = Field(default=4, ge=1)
+    """How many demonstrations to select."""
     input_keys: list[str] = Field(default_factory=lambda: ["input"], min_length=1)
     """The keys that hold the input, in the examples and in the input variables of a query
     (several are joined with spaces, as LangChain's selectors do). A value may be chat messages:
@@ -44,7 +104,10 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
     example_keys: list[str] | None = None
     """If set, selected examples are returned with only these keys."""
     relevance_weight: float = 1.0
+    """Weight of a demonstration input's similarity to the new input (standardised over the
+    candidates)."""
     reward_weight: float = 1.0
+    """Weight of a demonstration's reward (standardised over the candidates)."""
     fetch_k: int = Field(default=20, ge=1)
     """How many of the best-scoring demonstrations maximal marginal relevance chooses among."""
     lambda_mult: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -52,6 +115,12 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
 
     _indexed: tuple[list[dict[str, Any]], DemoIndex] | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _adding: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("reward_model", mode="before")
+    @classmethod
+    def _load_reward_model(cls, value: Any) -> Any:
+        return RewardModel.of(value) if isinstance(value, str | Path) else value
 
     @model_validator(mode="after")
     def _embed_examples(self) -> RewardExampleSelector:
@@ -81,32 +150,42 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
         )
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, reward_model: RewardModel, **kwargs: Any) -> Any:
+    def from_jsonl(
+        cls, path: str | Path, reward_model: RewardModel | str | Path, **kwargs: Any
+    ) -> Any:
         """Demonstrations from a JSONL file in the training format (`{"input", "output"}`)."""
+        reward_model = RewardModel.of(reward_model)
         examples = [
             {"input": example.prompt(reward_model.card.prompt_format), "output": example.output}
             for example in read_examples(path)
         ]
         return cls(examples=examples, reward_model=reward_model, **kwargs)
 
+    def _snapshot(self) -> tuple[list[dict[str, Any]], DemoIndex]:
+        """The examples and their index, taken together: a query never sees an example list and
+        an index of another (an `add_example` in another thread), nor a half-added example."""
+        with self._lock:
+            examples, indexed = self.examples, self._indexed
+        if indexed is not None and indexed[0] is examples:
+            return indexed
+        index = DemoIndex.build(self.reward_model, *self._texts(examples))  # the list was replaced
+        with self._lock:
+            if self.examples is examples:
+                self._indexed = (examples, index)
+        return examples, index
+
     @property
     def _index(self) -> DemoIndex:
-        """The index of the current examples list (rebuilt if the list was replaced)."""
-        with self._lock:
-            indexed = self._indexed
-        if indexed is not None and indexed[0] is self.examples:
-            return indexed[1]
-        index = DemoIndex.build(self.reward_model, *self._texts(self.examples))
-        with self._lock:
-            self._indexed = (self.examples, index)
-        return index
+        return self._snapshot()[1]
 
     def add_example(self, example: dict[str, Any]) -> None:
         added = DemoIndex.build(self.reward_model, *self._texts([example]))
-        index = self._index
-        with self._lock:  # a query never sees a half-added example
-            self.examples = [*self.examples, example]
-            self._indexed = (self.examples, index.extended(added))
+        with self._adding:  # adds one at a time, so that none is lost
+            examples, index = self._snapshot()
+            extended = [*examples, example]
+            with self._lock:
+                self.examples = extended
+                self._indexed = (extended, index.extended(added))
 
     async def aadd_example(self, example: dict[str, Any]) -> None:
         await asyncio.to_thread(self.add_example, example)
@@ -125,8 +204,7 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
                 "variables that hold the new input"
             )
         query = self._render({key: input_variables[key] for key in self.input_keys}, "query")
-        examples = self.examples
-        picked = [examples[demo.index] for demo in self.rank(query)]
+        picked = [example for example, _ in self.pick(query)]
         if self.example_keys is None:
             return picked
         return [{key: example[key] for key in self.example_keys} for example in picked]
@@ -134,13 +212,15 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
     async def aselect_examples(self, input_variables: dict[str, Any]) -> list[dict]:
         return await asyncio.to_thread(self.select_examples, input_variables)
 
-    def rank(self, query: str, k: int | None = None) -> list[RankedDemo]:
-        """The top k demonstrations for a rendered `query`, best first (fewer if fewer)."""
+    def pick(self, query: str, k: int | None = None) -> list[tuple[dict[str, Any], RankedDemo]]:
+        """The top k demonstrations for a rendered `query`, best first (fewer if fewer): each
+        example with its ranking (scores, index), from one consistent snapshot."""
         k = self.k if k is None else k
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        return rank(
-            self._index,
+        examples, index = self._snapshot()
+        ranked = rank(
+            index,
             self.reward_model,
             query,
             k,
@@ -149,6 +229,11 @@ class RewardExampleSelector(BaseExampleSelector, BaseModel):
             fetch_k=self.fetch_k,
             lambda_mult=self.lambda_mult,
         )
+        return [(examples[demo.index], demo) for demo in ranked]
+
+    def rank(self, query: str, k: int | None = None) -> list[RankedDemo]:
+        """The rankings of `pick`, without the examples."""
+        return [demo for _, demo in self.pick(query, k)]
 
     def input_text(self, example: dict[str, Any]) -> str:
         """An example's input as the reward model reads it."""

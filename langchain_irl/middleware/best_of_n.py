@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp
+from typing_extensions import Unpack
 
 from langchain_irl.engine import BestOfNOptions, Choice, ConcurrencyLimit, arun, run
+from langchain_irl.engine.options import BestOfNSettings
 from langchain_irl.engine.usage import TokenCounter, own_token_counter
 from langchain_irl.reward_model.model import RewardModel
 
@@ -29,11 +32,51 @@ AsyncHandler = Callable[[ModelRequest], Awaitable[ModelResponse]]
 class BestOfNMiddleware(AgentMiddleware):
     """Best-of-n for every model call of an agent, ranked by a learned reward model.
 
-    Takes the options of `BestOfNOptions` (the same as `BestOfN`'s), validated here, before any
-    call: `BestOfNMiddleware(rm, n=4, selection="softmax", threshold=90, max_concurrency=8)`.
+    Each model call of the agent runs n times (concurrently, within `max_concurrency`), and the
+    response whose final message scores best is kept: the same engine, options, validation and
+    metadata as the `BestOfN` chat model.
+
+    **Setup**
+
+    ```bash
+    pip install "langchain-irl[agents]" langchain-openai
+    ```
+
+    **Instantiate**
+
+    ```python
+    from langchain.agents import create_agent
+    from langchain_irl.middleware import BestOfNMiddleware
+
+    agent = create_agent(
+        "openai:gpt-4o-mini",
+        tools=[...],
+        middleware=[BestOfNMiddleware("helpful", n=4)],
+    )
+    ```
+
+    **Options** are those of `BestOfN` (typed as `BestOfNSettings`), validated here, before
+    any call: `BestOfNMiddleware(rm, n=4, selection="softmax", threshold=90,
+    max_concurrency=16, speculative=True)`. `reward_model` is a `RewardModel`, or a bundled
+    model's name or a folder to load one from.
+
+    **Invoke**
+
+    ```python
+    result = agent.invoke({"messages": [("user", "Plan a picnic.")]})
+    result["messages"][-1].response_metadata["best_of_n"]  # rewards, chosen index, ...
+    ```
+
+    An agent's interrupts and commands (`GraphBubbleUp`) pass through as control flow, not as
+    failed candidates.
     """
 
-    def __init__(self, reward_model: RewardModel, n: int = 4, **options: Any) -> None:
+    def __init__(
+        self,
+        reward_model: RewardModel | str | Path,
+        n: int = 4,
+        **options: Unpack[BestOfNSettings],
+    ) -> None:
         super().__init__()
         self.options = BestOfNOptions(reward_model=reward_model, n=n, **options)
         self._limit = ConcurrencyLimit()  # max_concurrency counts across all its calls

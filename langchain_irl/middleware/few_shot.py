@@ -49,13 +49,11 @@ class FewShotMiddleware(AgentMiddleware):
         if not query:
             return request
         selector = self.selector
-        examples = selector.examples
         blocks = [
             self.example_template.format(
-                input=selector.input_text(examples[demo.index]),
-                output=examples[demo.index][selector.output_key],
+                input=selector.input_text(example), output=example[selector.output_key]
             )
-            for demo in selector.rank(query, self.k)
+            for example, _ in selector.pick(query, self.k)
         ]
         examples_text = self.header + "\n\n" + "\n\n".join(blocks)
         current = request.system_message.text if request.system_message else ""

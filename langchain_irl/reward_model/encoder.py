@@ -18,6 +18,15 @@ Truncation = Literal["start", "end"]
 CHARS_PER_TOKEN_BOUND = 64
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a Ray actor reserving one CPU, a
+    container's cpuset), not the machine's count, so that threads never oversubscribe."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def make_session(
     path: Path, num_threads: int | None = None, providers: Sequence[Any] | None = None
 ) -> ort.InferenceSession:
@@ -77,11 +86,17 @@ class OnnxEncoder:
         normalize: bool = True,
         providers: Sequence[Any] | None = None,
     ) -> OnnxEncoder:
-        """`num_threads`: windows encoded at once (default: the machine's cores)."""
+        """`num_threads`: windows encoded at once (default: the cores this process may run on)."""
         session = make_session(onnx_path, num_threads=1, providers=providers)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        workers = num_threads or os.cpu_count() or 1
+        workers = num_threads or available_cores()
         return cls(session, tokenizer, max_tokens, workers, normalize=normalize)
+
+    def close(self) -> None:
+        """Stop the encoding threads (the encoder encodes in the caller's thread afterwards)."""
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=True)
 
     def count_tokens(self, text: str) -> int:
         """Content tokens of the whole `text` (special tokens not counted)."""
@@ -109,8 +124,9 @@ class OnnxEncoder:
             encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
         windows = [[encoding, *encoding.overflowing][:chunks] for encoding in encodings]
         flat = [window for text_windows in windows for window in text_windows]
-        if self._workers is not None and len(flat) > 1:
-            rows = list(self._workers.map(self._embed_one, flat))
+        workers = self._workers
+        if workers is not None and len(flat) > 1:
+            rows = list(workers.map(self._embed_one, flat))
         else:
             rows = [self._embed_one(window) for window in flat]
         embeddings = np.zeros((len(texts), self.dim), np.float32)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from tqdm.auto import tqdm
 
 from langchain_irl.bundled import model_path
 from langchain_irl.reward_model.card import (
@@ -68,11 +69,54 @@ class Explanation:
 class RewardModel:
     """A learned reward r(x, y), loaded from a verified reward-model folder.
 
-    >>> rm = RewardModel.load("models/caption-humor")
-    >>> rm.score("A cat chairs a board meeting.", ["Any other business?", "Meow."])
-    array([ 1.31, -0.42], dtype=float32)
+    A folder holds `encoder.onnx`, `head.onnx`, `tokenizer.json` and `card.json` (with the
+    SHA-256 of every file); loading verifies it and refuses, with the reason, a folder that is
+    incomplete, changed or of another schema. Inference needs onnxruntime, numpy and a
+    tokenizer: no torch.
 
-    Thread-safe: one instance may score from many threads at once.
+    **Setup**
+
+    ```bash
+    pip install langchain-irl
+    langchain-irl models  # the bundled reward models
+    ```
+
+    **Instantiate**
+
+    ```python
+    from langchain_irl import RewardModel
+
+    rm = RewardModel.load("caption-humor")  # a bundled name, or any model folder
+    rm = RewardModel.load("models/my-model", num_threads=2)
+    with RewardModel.load("helpful") as rm:  # close() stops its encoding threads
+        ...
+    ```
+
+    **Score**
+
+    ```python
+    rm.score("A cat chairs a board meeting.", ["Any other business?", "Meow."])
+    # array([ 1.31, -0.42], dtype=float32): higher is better
+    rm.percentile(1.31)  # % of held-out demonstrations scoring at or below
+    rm.explain("A cat chairs a board meeting.", "Any other business?")  # nearest demos
+    ```
+
+    **Async**
+
+    ```python
+    await rm.ascore("A cat chairs a board meeting.", ["Meow."])
+    ```
+
+    **Embeddings**
+
+    ```python
+    rm.embed(["any text"]).shape  # (1, 384): the encoder's normalised embeddings
+    ```
+
+    A score is a function of (prompt, candidate, model) alone: each text is encoded on its own,
+    so a candidate scores the same, bit for bit, whatever else is scored with it. Thread-safe:
+    one instance may score from many threads at once. `close()` (or a `with` block) stops its
+    encoding threads; a closed model still scores, in the caller's thread.
     """
 
     def __init__(
@@ -98,7 +142,8 @@ class RewardModel:
         `path`: a reward-model folder, or the name of a bundled model (`langchain-irl models`
         lists them), e.g. `RewardModel.load("caption-humor")`.
 
-        `num_threads`: texts encoded at once, one onnxruntime thread each (default: all cores).
+        `num_threads`: texts encoded at once, one onnxruntime thread each (default: the cores
+        this process may run on, by its CPU affinity).
         `providers`: onnxruntime execution providers for the encoder, e.g.
         `["CUDAExecutionProvider", "CPUExecutionProvider"]` on a machine with a GPU (default: CPU).
         Raises `ModelFolderError` naming the file and the reason when the folder is not usable.
@@ -123,6 +168,21 @@ class RewardModel:
                 f"{card.encoder.dim}"
             )
         return cls(folder, card, encoder, head)
+
+    @classmethod
+    def of(cls, model: RewardModel | str | Path) -> RewardModel:
+        """`model` itself, or the model a bundled name or a folder holds (loaded)."""
+        return model if isinstance(model, RewardModel) else cls.load(model)
+
+    def close(self) -> None:
+        """Stop the encoder's threads. Idempotent."""
+        self.encoder.close()
+
+    def __enter__(self) -> RewardModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def name(self) -> str:
@@ -162,6 +222,22 @@ class RewardModel:
         if not candidates:
             return np.zeros(0, dtype=np.float32)
         return self.scorer(prompt).score(candidates)[0]
+
+    def score_by_input(
+        self,
+        prompts: Sequence[PromptInput],
+        groups: np.ndarray,
+        texts: Sequence[str],
+        *,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Score many texts, each against its input (`prompts[groups[i]]`): one `score` call per
+        input, so each prompt is encoded once and each score is what `score` gives."""
+        rewards = np.empty(len(texts), dtype=np.float32)
+        for group in tqdm(np.unique(groups), desc="scoring", unit="input", disable=not progress):
+            (members,) = np.nonzero(groups == group)
+            rewards[members] = self.score(prompts[int(group)], [texts[i] for i in members.tolist()])
+        return rewards
 
     def scorer(self, prompt: PromptInput) -> PromptScorer:
         """A scorer for one prompt: the prompt is encoded now, candidates whenever they arrive."""

@@ -1,14 +1,15 @@
 """A real HTTP server on loopback that speaks the OpenAI chat-completions API, for tests and demos.
 
-It is not a language model: each choice is drawn from a pool of answers (the pool of the request's
-last user message, if it has one), or built from the request's JSON schema for tool calls and
-structured output. But everything on the wire is what an OpenAI-compatible endpoint sends: `n`
-choices, SSE streaming with a usage chunk, tool calls, `response_format`, stop sequences, usage. It
-can add latency with jitter (the time to the first byte, or first token) and inject faults (HTTP
-500, 429 with Retry-After, 400, 401, hangs that end with no answer, malformed JSON, truncated
-streams) into a share of requests, and it counts requests, the most that were ever in flight at
-once, the tokens it wrote and the streams that clients closed early. A stream of n choices
-interleaves them by index, token by token, as OpenAI's does.
+It is not a language model: each choice is drawn from a pool of answers (the pool of a marker
+that a message of the request contains, or of the request's last user message, if it has one),
+or built from the request's JSON schema for tool calls and structured output. But everything on
+the wire is what an OpenAI-compatible endpoint sends: `n` choices, SSE streaming with a usage
+chunk, tool calls, `response_format`, stop sequences, usage. It can add latency with jitter (the
+time to the first byte, or first token) and inject faults (HTTP 500, 429 with Retry-After, 400,
+401, hangs that end with no answer, malformed JSON, truncated streams) into a share of requests,
+and it counts requests, the most that were ever in flight at once, the tokens it wrote and the
+streams that clients closed early. A stream of n choices interleaves them by index, token by
+token, as OpenAI's does.
 
     with OpenAICompatibleServer(answers=["Hi!", "Hello."]) as server:
         llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
@@ -42,6 +43,7 @@ class OpenAICompatibleServer:
         answers: Sequence[str] = ("Hello! How can I help you today?",),
         *,
         answers_by_prompt: Mapping[str, Sequence[str]] | None = None,
+        answers_by_marker: Mapping[str, Sequence[str]] | None = None,
         latency: float = 0.0,
         jitter: float = 0.0,
         failure_rate: float = 0.0,
@@ -59,6 +61,9 @@ class OpenAICompatibleServer:
         self.answers = list(answers)
         # A request whose last user message is a key is answered from that key's answers.
         self.answers_by_prompt = {k: list(v) for k, v in (answers_by_prompt or {}).items()}
+        # A request any of whose messages (the system instruction, examples) contains a marker is
+        # answered from that marker's answers: a prompt that says "witty" gets witty answers.
+        self.answers_by_marker = {k: list(v) for k, v in (answers_by_marker or {}).items()}
         self.latency, self.jitter = latency, jitter
         self.failure_rate, self.faults, self.hang_seconds = failure_rate, list(faults), hang_seconds
         # Streamed tokens (whitespace-separated words) per second and per stream; None: at once.
@@ -114,6 +119,23 @@ class OpenAICompatibleServer:
 
     # -- what to answer -------------------------------------------------------------------------
 
+    def _pool(self, request: dict[str, Any], prompt: str) -> list[str]:
+        """The answers for a request: a marker's, else its prompt's, else the default ones."""
+        text = json.dumps(request.get("messages") or [])
+        marked = next((m for m in self.answers_by_marker if m in text), None)
+        if marked is not None:
+            return self.answers_by_marker[marked]
+        return self.answers_by_prompt.get(prompt, self.answers)
+
+    def answers_in_turn(self, prompt: str, count: int, start: int = 0) -> list[str]:
+        """With `in_turn`, the answers that requests number start, start + 1, ... for `prompt`
+        get (its pool shuffled once by the seed)."""
+        pool = self.answers_by_prompt.get(prompt, self.answers)
+        if prompt not in self._orders:
+            self._orders[prompt] = random.Random(f"{self.seed}:{prompt}").sample(pool, len(pool))
+        order = self._orders[prompt]
+        return [order[(start + i) % len(order)] for i in range(count)]
+
     def _draw(self, request: dict[str, Any]) -> tuple[float, str | None, list[str]]:
         """Delay, fault (or None) and n answer texts for one request, drawn under the lock."""
         n = int(request.get("n") or 1)
@@ -125,12 +147,9 @@ class OpenAICompatibleServer:
                 self.faults_injected += 1
                 self.faults_by_kind[fault] += 1
             key = _last_user_text(request)
-            pool = self.answers_by_prompt.get(key, self.answers)
+            pool = self._pool(request, key)
             if self.in_turn:
-                order = self._orders.setdefault(
-                    key, random.Random(f"{self.seed}:{key}").sample(pool, len(pool))
-                )
-                texts = [order[(self._turns[key] + i) % len(order)] for i in range(n)]
+                texts = self.answers_in_turn(key, n, start=self._turns[key])
                 self._turns[key] += n
             elif request.get("temperature") == 0:
                 texts = [pool[0]] * n

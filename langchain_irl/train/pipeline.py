@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import reward_metrics, spearman
-from langchain_irl.evaluation.report import matching_accuracy, score_by_input
+from langchain_irl.evaluation.report import matching_accuracy
 from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
     DEMOS_FILE,
@@ -378,7 +378,7 @@ def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
 
 def runtime_rewards(model: RewardModel, records: EncodedSet) -> np.ndarray:
     """Score every record with the exported runtime, as users call it."""
-    return score_by_input(model, records.prompts, records.groups, records.texts)
+    return model.score_by_input(records.prompts, records.groups, records.texts)
 
 
 def _data_summary(

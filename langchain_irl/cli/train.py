@@ -1,0 +1,120 @@
+"""`langchain-irl train`: learn a reward-model folder from demonstrations (or preference pairs)."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+from langchain_irl.cli.options import ENCODER_HELP, add_command, load_examples, positive, share
+
+
+def add_parser(commands: Any) -> None:
+    train = add_command(commands, "train", "learn a reward model folder from demonstrations")
+    train.add_argument("--demos", type=Path, help="demonstrations JSONL")
+    train.add_argument("--samples", type=Path, help="policy samples JSONL")
+    train.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument(
+        "--objective",
+        choices=["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"],
+        help="maxent: demo vs its samples under a softmax (default; bt with --pairs); "
+        "bt: Bradley-Terry pairs; logistic: demo-vs-sample discriminator; "
+        "feature-matching(-whitened): closed form",
+    )
+    train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
+    train.add_argument(
+        "--off-topic",
+        type=int,
+        default=0,
+        help="demonstrations of other inputs added to each candidate set as negatives, so that "
+        "the reward depends on the input (the card's matching_accuracy measures it)",
+    )
+    train.add_argument("--encoder", type=Path, help=ENCODER_HELP)
+    train.add_argument("--max-tokens", type=positive, default=128, help="tokens the encoder reads")
+    train.add_argument(
+        "--candidate-chunks",
+        type=positive,
+        default=1,
+        help="windows of --max-tokens read from each output, their embeddings averaged "
+        "(long answers: 4 reads 504 tokens of all-MiniLM-L6-v2)",
+    )
+    train.add_argument(
+        "--embedding-cache",
+        type=Path,
+        help="a folder that keeps frozen embeddings between runs (keyed by encoder and text)",
+    )
+    train.add_argument(
+        "--prompt-format",
+        choices=["last_user", "transcript"],
+        default=None,
+        help="how a chat input becomes text (default: transcript with --pairs, else last_user)",
+    )
+    train.add_argument(
+        "--prompt-keeps",
+        choices=["start", "end"],
+        default=None,
+        help="which part of a prompt longer than --max-tokens the encoder reads "
+        "(default: the end of a transcript, the start of anything else)",
+    )
+    train.add_argument("--no-quantize", action="store_true", help="ship the fp32 encoder")
+    train.add_argument(
+        "--validation-share", type=share, default=0.15, help="share of inputs held out"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
+    train.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    train.add_argument("--description", default="", help="one paragraph for the card")
+    train.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
+    tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
+    tuning.add_argument("--fine-tune-batch", type=positive, default=16, help="demos per step")
+    tuning.add_argument(
+        "--samples-per-demo", type=positive, default=1, help="policy samples per demo"
+    )
+    tuning.add_argument("--fine-tune-layers", type=positive, help="train the top N layers only")
+    tuning.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints here")
+    train.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from langchain_irl.extras import require
+
+    for module in ("torch", "transformers", "onnx"):
+        require(module, "training", "train")
+    demos, samples = load_examples(args)
+    from langchain_irl.train.config import FineTuneConfig, TrainConfig
+    from langchain_irl.train.pipeline import train
+
+    fine_tune = None
+    if args.fine_tune_steps:
+        fine_tune = FineTuneConfig(
+            steps=args.fine_tune_steps,
+            batch=args.fine_tune_batch,
+            samples_per_demo=args.samples_per_demo,
+            layers=args.fine_tune_layers,
+            checkpoint_dir=args.checkpoint_dir,
+        )
+    config = TrainConfig(
+        objective=args.objective or ("bt" if args.pairs else "maxent"),
+        hidden=tuple(args.hidden),
+        off_topic=args.off_topic,
+        fine_tune=fine_tune,
+        encoder_dir=args.encoder,
+        max_tokens=args.max_tokens,
+        candidate_chunks=args.candidate_chunks,
+        embedding_cache=args.embedding_cache,
+        prompt_format=args.prompt_format or ("transcript" if args.pairs else "last_user"),
+        prompt_keeps=args.prompt_keeps,
+        quantize=not args.no_quantize,
+        validation_share=args.validation_share,
+        seed=args.seed,
+        name=args.name,
+        description=args.description,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's and the ONNX exporter's, none of them the user's
+        card = train(demos, samples, args.out, config)
+    print(f"wrote {args.out}")
+    for key, value in sorted(card.metrics.items()):
+        print(f"  {key:>24}: {value:.4f}")

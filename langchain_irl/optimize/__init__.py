@@ -1,0 +1,8 @@
+"""Prompt optimization with the learned reward: choose the instruction and demonstrations once,
+so that every later call costs one call instead of n (see `search.optimize_prompt`)."""
+
+from langchain_irl.optimize.candidates import Candidate
+from langchain_irl.optimize.search import OptimizationResult, optimize_prompt
+from langchain_irl.optimize.storage import load_prompt, save_prompt
+
+__all__ = ["Candidate", "OptimizationResult", "load_prompt", "optimize_prompt", "save_prompt"]
