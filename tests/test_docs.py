@@ -35,7 +35,7 @@ def test_the_api_reference_builds_with_warnings_as_errors(tmp_path: Path) -> Non
         assert section in page, section
     for option in ("selection_seed", "max_concurrency", "candidate_retries", "speculative"):
         assert option in page, option
-    for name in ("reward_model", "few_shot", "middleware", "engine", "data"):
+    for name in ("reward_model", "few_shot", "middleware", "engine", "data", "optimize"):
         assert (site / "api" / name / "index.html").is_file(), name
 
 

@@ -23,8 +23,9 @@ def test_bootstrap_few_shot_compiles_with_the_metric(model: RewardModel) -> None
         return value
 
     trainset = [
-        dspy.Example(cartoon=f"{CARTOON} ({i})", caption="Waiter, I asked for it well done.")
-        .with_inputs("cartoon")
+        dspy.Example(
+            cartoon=f"{CARTOON} ({i})", caption="Waiter, I asked for it well done."
+        ).with_inputs("cartoon")
         for i in range(4)
     ]
     lm = dspy.utils.DummyLM([{"caption": "Could Mother Nature have her own bowl?"}] * 20)

@@ -21,6 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import ConfigurableField
+from langchain_core.tracers.base import BaseTracer
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import BestOfN, RewardModel
@@ -97,6 +98,21 @@ def test_what_is_retryable() -> None:
     assert is_retryable(TimeoutError()) and is_retryable(ConnectionResetError())
     assert not is_retryable(ValueError("bad argument")) and not is_retryable(KeyError("x"))
 
+    class ResourceExhausted(Exception):  # google-api-core keeps the HTTP status in `code`
+        code = 429
+
+    class InvalidArgument(Exception):
+        code = 400
+
+    class ClientError(Exception):  # botocore keeps it in its response dict
+        response = {"ResponseMetadata": {"HTTPStatusCode": 503}}  # noqa: RUF012
+
+    class UnsupportedProtocol(Exception):  # httpx: a bad URL fails the same way again
+        pass
+
+    assert is_retryable(ResourceExhausted()) and is_retryable(ClientError())
+    assert not is_retryable(InvalidArgument()) and not is_retryable(UnsupportedProtocol())
+
 
 # -- native n with a streaming model -------------------------------------------------------------
 
@@ -129,19 +145,41 @@ def slow_server() -> Iterator[OpenAICompatibleServer]:
 
 
 def _all_closed(server: OpenAICompatibleServer, count: int) -> bool:
-    for _ in range(200):  # the server notices a closed stream at its next write
+    for _ in range(400):  # the server notices a closed stream at its next write
         if server.streams_closed_early >= count:
             return True
         time.sleep(0.05)
     return False
 
 
-async def test_an_async_timeout_closes_every_stream(
+class _Reading(BaseTracer):
+    """Notes which candidate streams the client has read a token of: the interrupt then comes
+    while every stream is being written, on a busy machine too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading: set[Any] = set()
+        self.all_reading = threading.Event()
+
+    def on_llm_new_token(self, token: str, *, run_id: Any, **kwargs: Any) -> Any:
+        self.reading.add(run_id)
+        if len(self.reading) >= 4:
+            self.all_reading.set()
+
+    def _persist_run(self, run: Any) -> None:
+        pass
+
+
+async def test_a_cancelled_async_call_closes_every_stream(
     slow_server: OpenAICompatibleServer, model: RewardModel
 ) -> None:
     best = BestOfN(llm=_llm(slow_server), reward_model=model, n=4, speculative=NO_CUT)
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(best.ainvoke(PROMPT), timeout=1.0)
+    reading = _Reading()
+    call = asyncio.ensure_future(best.ainvoke(PROMPT, {"callbacks": [reading]}))
+    assert await asyncio.to_thread(reading.all_reading.wait, 60)
+    call.cancel()  # as asyncio.wait_for does at its timeout
+    with pytest.raises(asyncio.CancelledError):
+        await call
     assert slow_server.request_count == 4
     closed = await asyncio.to_thread(_all_closed, slow_server, 4)  # the loop goes on meanwhile
     assert closed, slow_server.streams_closed_early
@@ -157,17 +195,23 @@ def test_an_interrupted_sync_call_closes_every_stream(
 ) -> None:
     """A signal (Ctrl-C, an alarm) interrupts a sync call: its streams are closed too."""
     best = BestOfN(llm=_llm(slow_server), reward_model=model, n=4, speculative=NO_CUT)
+    reading = _Reading()
 
     def alarm(*_: object) -> None:
         raise _Alarm
 
+    def interrupt_once_all_read() -> None:
+        if reading.all_reading.wait(60):
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+
     previous = signal.signal(signal.SIGALRM, alarm)
+    interrupter = threading.Thread(target=interrupt_once_all_read)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        interrupter.start()
         with pytest.raises(_Alarm):
-            best.invoke(PROMPT)
+            best.invoke(PROMPT, {"callbacks": [reading]})
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        interrupter.join()
         signal.signal(signal.SIGALRM, previous)
     assert slow_server.request_count == 4
     assert _all_closed(slow_server, 4), slow_server.streams_closed_early
@@ -291,6 +335,14 @@ def test_identity_holds_no_address() -> None:
         .with_fallbacks([llm])
     )
     assert stable_identity(llm.bind(stop=["\n"])) != stable_identity(llm.bind(stop=["."]))
+    elsewhere = ChatOpenAI(base_url="http://127.0.0.1:10/v1", api_key="unused", model="m")
+    assert stable_identity(elsewhere) != stable_identity(llm)  # another endpoint, another model
+    patient = ChatOpenAI(
+        base_url="http://127.0.0.1:9/v1", api_key="unused", model="m", max_retries=9, timeout=60
+    )
+    assert stable_identity(patient) == stable_identity(llm)  # asked harder, answers the same
+    configurable = llm.configurable_fields(model_name=ConfigurableField(id="model"))
+    assert "process_local_id" in json.dumps(stable_identity(configurable))  # resolved per call
 
 
 _CACHED_CALL = """

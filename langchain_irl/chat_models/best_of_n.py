@@ -19,7 +19,6 @@ from typing import Any
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
-    BaseCallbackHandler,
     BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
@@ -404,45 +403,36 @@ def _child_callbacks(
     )
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
     tracers = [h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)]
-    manager.set_handlers([_UsageCountedByParent(t) for t in tracers])
+    manager.set_handlers([_usage_counted_by_parent(t) for t in tracers])
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     manager.add_tags(["best-of-n-candidate"], inherit=False)
     return manager
 
 
-class _UsageCountedByParent(BaseCallbackHandler):
-    """A tracer's view of the candidate runs: every callback forwarded as is, except that a
-    finished candidate carries no token usage (its best-of-n parent counts it, once)."""
+def _usage_counted_by_parent(tracer: BaseTracer) -> BaseTracer:
+    """The tracer itself, seen through a copy whose `on_llm_end` drops the candidate's token
+    usage (its best-of-n parent counts it, once). The copy is of a subclass of the tracer's own
+    class, so LangChain still recognises it (it adds no second LangSmith tracer beside it), and
+    it shares the tracer's run map, so the candidates nest under their parent."""
+    base = type(tracer)
+    kind = _USAGE_FREE_KINDS.get(base)
+    if kind is None:
 
-    def __init__(self, tracer: BaseCallbackHandler) -> None:
-        self.tracer = tracer
-        self.raise_error = tracer.raise_error
-        self.run_inline = tracer.run_inline
+        def on_llm_end(self: BaseTracer, response: LLMResult, **kwargs: Any) -> Any:
+            groups = [[_without_usage(g) for g in group] for group in response.generations]
+            output = {k: v for k, v in (response.llm_output or {}).items() if k != "token_usage"}
+            bare = response.model_copy(update={"generations": groups, "llm_output": output or None})
+            return base.on_llm_end(self, bare, **kwargs)
 
-    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> Any:
-        generations = [[_without_usage(g) for g in group] for group in response.generations]
-        llm_output = {k: v for k, v in (response.llm_output or {}).items() if k != "token_usage"}
-        update = {"generations": generations, "llm_output": llm_output or None}
-        return self.tracer.on_llm_end(response.model_copy(update=update), **kwargs)
-
-
-def _forward(name: str) -> Any:
-    def forward(self: _UsageCountedByParent, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.tracer, name)(*args, **kwargs)
-
-    return forward
-
-
-def _forward_flag(name: str) -> property:
-    return property(lambda self: getattr(self.tracer, name))
+        kind = type(f"UsageFree{base.__name__}", (base,), {"on_llm_end": on_llm_end})
+        _USAGE_FREE_KINDS[base] = kind
+    view = object.__new__(kind)  # not copy.copy: a tracer's __copy__ returns the tracer itself
+    view.__dict__.update(tracer.__dict__)  # the same run map, order map, client, ...
+    return view
 
 
-for _name in dir(BaseCallbackHandler):
-    if _name.startswith("on_") and _name != "on_llm_end":
-        setattr(_UsageCountedByParent, _name, _forward(_name))
-    elif _name.startswith("ignore_"):
-        setattr(_UsageCountedByParent, _name, _forward_flag(_name))
+_USAGE_FREE_KINDS: dict[type, type] = {}
 
 
 def _without_usage(generation: Generation) -> Generation:

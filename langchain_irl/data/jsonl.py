@@ -88,6 +88,8 @@ def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
             for record in records:
                 handle.write(_line(record))
                 count += 1
+        with temporary.open("rb") as written:  # on disk before it takes the target's place
+            os.fsync(written.fileno())
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

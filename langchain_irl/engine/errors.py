@@ -8,6 +8,7 @@ engine raises it at once, with the provider's own error, instead of paying for r
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -32,18 +33,28 @@ _TRANSIENT_CLASSES = frozenset(
         "InternalServerError",
         "RateLimitError",
         "OverloadedError",
+        "ResourceExhausted",
+        "TooManyRequests",
+        "ThrottlingException",
     }
 )
+# Transport errors that are the request's fault: a bad URL or scheme fails the same way again.
+_FINAL_CLASSES = frozenset({"UnsupportedProtocol", "LocalProtocolError", "InvalidURL"})
 
 
 def status_code(error: BaseException) -> int | None:
     """The HTTP error status a provider's error carries, if any (not a 200 whose body failed to
-    parse: langchain-openai attaches the response to those too)."""
-    for source in (error, getattr(error, "response", None)):
-        for name in ("status_code", "status"):
-            value = getattr(source, name, None)
-            if isinstance(value, int) and 400 <= value < 600:
-                return value
+    parse: langchain-openai attaches the response to those too). Looked for where the SDKs keep
+    it: `status_code`/`status` (openai, anthropic, httpx), `code` (google-api-core), and
+    botocore's `response["ResponseMetadata"]["HTTPStatusCode"]`."""
+    response = getattr(error, "response", None)
+    candidates = [getattr(error, name, None) for name in ("status_code", "status", "code")]
+    candidates += [getattr(response, name, None) for name in ("status_code", "status")]
+    if isinstance(response, dict):
+        candidates.append(response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value < 600:
+            return value
     return None
 
 
@@ -52,6 +63,11 @@ def is_retryable(error: BaseException) -> bool:
     status = status_code(error)
     if status is not None:
         return status in RETRYABLE_STATUS or status >= 500
-    if isinstance(error, (TimeoutError, ConnectionError, json.JSONDecodeError)):
-        return True  # a JSONDecodeError here is a garbled response body, not the caller's input
-    return any(cls.__name__ in _TRANSIENT_CLASSES for cls in type(error).__mro__)
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & _FINAL_CLASSES:
+        return False
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(error, json.JSONDecodeError):
+        return True  # here a garbled response body, not the caller's input
+    return bool(names & _TRANSIENT_CLASSES)

@@ -135,8 +135,8 @@ class CandidatePool:
 
         `count_tokens` counts usage when a response reported none (the inner model's tokenizer).
         """
-        if not self.payloads:
-            raise self.failures[0]  # every candidate failed: the caller gets the real error
+        if not self.payloads:  # every candidate failed: the caller gets the real error
+            raise self.failures[0] if self.failures else RuntimeError("best-of-n got no candidate")
         # The choice is a function of the set of texts, not of the order they arrived in.
         unique = sorted(set(self.texts))
         first_index = {text: self.texts.index(text) for text in unique}

@@ -94,7 +94,10 @@ def run(
                 outcome = future.exception() or future.result()
                 if outcome is not None:
                     _record(pool, sampler, count, outcome)
-        finally:  # after a fatal failure or an interrupt, requests not yet sent never are
+        except BaseException:  # a fatal failure, an interrupt: requests not yet sent never are
+            stopped.set()
+            raise
+        finally:
             executor.shutdown(wait=True, cancel_futures=True)
     return pool, pool.select(sampler.token_counter)
 
@@ -136,6 +139,8 @@ async def arun(
                         outcome = error
                     if outcome is None:
                         continue
+                    if isinstance(outcome, sampler.control_flow):
+                        raise outcome  # before waiting for anything else
                     pool.scorer = pool.scorer or await scorer
                     await asyncio.to_thread(_record, pool, sampler, count, outcome)
             finally:  # after a fatal failure, an interrupt or a cancellation: stop the others
@@ -171,7 +176,12 @@ def on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     started: Future[asyncio.Task[T]] = Future()
 
     def start() -> None:
-        task = loop.create_task(coroutine, context=context)
+        try:  # the task runs in the caller's context (create_task's context= is 3.11+)
+            task = context.run(loop.create_task, coroutine)
+        except BaseException as error:  # never leave the caller waiting
+            outcome.set_exception(error)
+            started.set_exception(error)
+            return
         task.add_done_callback(lambda done: _settle(done, outcome))
         started.set_result(task)
 
@@ -180,7 +190,7 @@ def on_engine_loop(coroutine: Coroutine[Any, Any, T]) -> T:
         return outcome.result()
     except BaseException:  # Ctrl-C, a timeout: cancel the call, so its streams close
         if not outcome.done():
-            loop.call_soon_threadsafe(started.result().cancel)
+            loop.call_soon_threadsafe(lambda: started.result().cancel())
             concurrent.futures.wait([outcome], timeout=_CLOSE_SECONDS)
         raise
 

@@ -136,6 +136,8 @@ async def arun_speculative(
     async def write(index: int) -> None:
         stream = streams[index]
         async with limit.aheld(options.max_concurrency):
+            if failed.is_set():  # the call is ending: send nothing more
+                return
             stream.started = True
             chunks = None
             try:
@@ -208,8 +210,9 @@ def _fill(pool: CandidatePool, sampler: StreamSampler, streams: Sequence[_Stream
     for stream in streams:
         if stream.error is not None:
             pool.add_failure(stream.error)
-        elif stream.finished and stream.cut_at is None and stream.chunk is not None:
-            message = message_chunk_to_message(stream.chunk)
+        elif stream.finished and stream.cut_at is None:  # an empty stream is an empty answer
+            chunk = stream.chunk if stream.chunk is not None else AIMessageChunk(content="")
+            message = message_chunk_to_message(chunk)
             assert isinstance(message, AIMessage)
             pool.add([sampler.payload(message)], [message])
 
@@ -221,8 +224,10 @@ def _usage(
     one, else its streamed chunks (one token each); the prompt once per stream that started."""
     started = [s for s in streams if s.chunk is not None or s.error is not None]
     reported = [s.chunk.usage_metadata for s in started if s.chunk and s.chunk.usage_metadata]
-    output_tokens = sum(
-        s.chunk.usage_metadata["output_tokens"] if s.chunk and s.chunk.usage_metadata else s.tokens
+    output_tokens = sum(  # a cut stream's report may predate what it streamed
+        max(s.chunk.usage_metadata["output_tokens"], s.tokens)
+        if s.chunk and s.chunk.usage_metadata
+        else s.tokens
         for s in started
     )
     counted_by = ["provider"] if reported else []

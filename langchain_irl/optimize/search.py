@@ -40,7 +40,7 @@ from langchain_core.runnables import Runnable
 from tqdm.auto import tqdm
 
 from langchain_irl.data.jsonl import append_records, complete_lines
-from langchain_irl.evaluation.metrics import mean_with_interval
+from langchain_irl.evaluation.metrics import paired_interval
 from langchain_irl.example_selectors.reward import RewardExampleSelector
 from langchain_irl.optimize.candidates import (
     Candidate,
@@ -201,6 +201,7 @@ class _Run:
     rewards: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> input key
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # candidate -> round it was dropped
+    asked: dict[str, set[str]] = field(default_factory=dict)  # candidate -> inputs it answered
 
     # -- the search space ------------------------------------------------------------------------
 
@@ -225,7 +226,10 @@ class _Run:
         for index in range(proposals if demos else 0):
             name = f"ape-{index + 1}"
             shown = [demos[i] for i in rng.permutation(len(demos))[:5]]
-            instruction = self.propose(name, ape_request(shown))
+            try:
+                instruction = self.propose(name, ape_request(shown))
+            except BudgetExhausted:  # too small a budget for more proposals
+                break
             if instruction is None or any(c.instruction == instruction for c in found):
                 continue  # nothing usable, or an instruction already tried
             found.append(Candidate(name, instruction=instruction))
@@ -293,8 +297,9 @@ class _Run:
             try:
                 for candidate in alive:
                     self.evaluate(candidate, search[:upto], keys[:upto])
-            except BudgetExhausted:
-                alive = [c for c in alive if all(k in self.rewards[c.name] for k in keys[:seen])]
+            except BudgetExhausted:  # the candidates that answered every input so far stay
+                asked = self.asked
+                alive = [c for c in alive if set(keys[:seen]) <= asked.get(c.name, set())]
                 break
             seen = upto
             if round_number == 1 and rewrites and self.budget.left() > len(alive):
@@ -308,6 +313,8 @@ class _Run:
             alive = self.survivors(alive, keys[:seen], round_number)
             if len(alive) == 1 or seen == len(search):
                 break
+        if not alive:  # nothing was compared: the baseline stands
+            return self.candidates["baseline"]
         return max(alive, key=lambda c: self._mean(c.name, keys[:seen]))
 
     def survivors(
@@ -319,7 +326,7 @@ class _Run:
         kept = []
         for candidate in alive:
             diffs = self._paired(candidate.name, leader.name, keys)
-            clear_loser = len(diffs) >= 3 and mean_with_interval(diffs)[2] < 0
+            clear_loser = len(diffs) >= 3 and paired_interval(diffs)[2] < 0
             if candidate is leader or not clear_loser:
                 kept.append(candidate)
         kept.sort(key=lambda c: -means[c.name])
@@ -340,6 +347,7 @@ class _Run:
         for _, key in resumed:
             texts[key], scored[key] = self.journal.scores[(candidate.name, key)]
         self.budget.spend(len(resumed))
+        self.asked.setdefault(candidate.name, set()).update(k for k in keys if k in scored)
         todo = [(v, k) for v, k in todo if k not in scored]
         if not todo:
             return
@@ -351,6 +359,7 @@ class _Run:
             requests, {"max_concurrency": self.concurrency}, return_exceptions=True
         )
         self.budget.spend(len(todo), sum(_tokens(r) for r in replies))
+        self.asked.setdefault(candidate.name, set()).update(key for _, key in todo)
         records = []
         for (values, key), reply in zip(todo, replies, strict=True):
             if isinstance(reply, Exception):  # this input is left out of the comparisons
@@ -375,7 +384,7 @@ class _Run:
             self.candidates.setdefault(name, candidate)
             self.evaluate(_renamed(candidate, name), held_back, validation_keys)
         gain = self._paired(f"{leader.name}@validation", "baseline@validation", validation_keys)
-        mean, low, high = mean_with_interval(gain) if gain else (0.0, 0.0, 0.0)
+        mean, low, high = paired_interval(gain)
         wins = leader is not baseline and len(gain) >= 2 and low > 0
         chosen = leader if wins else baseline
         if leader is baseline:
