@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data/caption_contest/train.jsonl.gz")
     parser.add_argument("--work", type=Path, default=ROOT / "build/prompt_optimization")
     parser.add_argument("--held-out", type=int, default=32, help="contests left out of A and B")
-    parser.add_argument("--search", type=int, default=12, help="held-out cartoons for the search")
+    parser.add_argument("--search", type=int, default=20, help="held-out cartoons for the search")
     parser.add_argument("--samples", type=int, default=4, help="answers per cartoon and row")
     parser.add_argument("--shots", type=int, default=5, help="naive few-shot demonstrations")
     parser.add_argument("--max-calls", type=int, default=300)
