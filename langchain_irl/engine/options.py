@@ -85,7 +85,7 @@ class BestOfNOptions(BaseModel):
     of this instance and of its copies (`model_copy`, `configurable_fields`): sync and async,
     from any thread or event loop. Speculative streams past the bound start as others are cut.
     The default, 16, lets a best-of-16 call start every candidate at once: measured, speculative
-    best-of-16 wrote 2.51x fewer tokens than best-of-16 with a bound of 8 and 2.68x with 16 at
+    best-of-16 wrote 2.45x fewer tokens than best-of-16 with a bound of 8 and 2.60x with 16 at
     400 tokens/s, and was faster (`benchmarks/speculative_rejection.py`)."""
     candidate_retries: int = Field(default=2, ge=0)
     """Extra waves that ask again for the candidates whose requests failed (after the inner
