@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, positive
+from langchain_irl.cli.options import add_command, endpoint_options, positive
 
 
 def add_parser(commands: Any) -> None:
@@ -37,12 +37,7 @@ def add_parser(commands: Any) -> None:
     optimize.add_argument(
         "--proposer", help="the model that writes instructions (default: --model)"
     )
-    optimize.add_argument(
-        "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL"),
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
-    optimize.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
+    endpoint_options(optimize)
     optimize.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     optimize.add_argument("--max-calls", type=positive, default=300, help="every model call")
     optimize.add_argument("--log", type=Path, help="JSONL journal: a killed run resumes from it")
@@ -93,14 +88,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _chat_model(spec: str, args: argparse.Namespace) -> Any:
+    """The model `spec` names; with --base-url, a bare name is a model at that endpoint."""
     from langchain_irl.chat_models.spec import chat_model
 
-    if args.base_url and ":" not in spec:  # a model name at an OpenAI-compatible endpoint
-        from langchain_irl.extras import require
-
-        openai_models = require("langchain_openai", "--base-url", "cli")
+    if args.base_url and ":" not in spec:
         api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
-        return openai_models.ChatOpenAI(
-            model=spec, base_url=args.base_url, api_key=api_key, temperature=args.temperature
+        return chat_model(
+            f"openai:{spec}", base_url=args.base_url, api_key=api_key, temperature=args.temperature
         )
     return chat_model(spec, temperature=args.temperature, api_key=args.api_key)

@@ -51,14 +51,7 @@ def sampler_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--openai-model", help="model name at an OpenAI-compatible endpoint (one request, n=k)"
     )
-    parser.add_argument(
-        "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL"),
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
-    parser.add_argument(
-        "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
-    )
+    endpoint_options(parser)
     parser.add_argument("--system", help="an instruction sent as the system message of each input")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument(
@@ -66,6 +59,18 @@ def sampler_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=4,
         help="client retries per request (timeouts, 408, 409, 429, 5xx; Retry-After honoured)",
+    )
+
+
+def endpoint_options(parser: argparse.ArgumentParser) -> None:
+    """Where an OpenAI-compatible model is, and its key."""
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("OPENAI_BASE_URL"),
+        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
     )
 
 
