@@ -21,7 +21,8 @@ from transformers import AutoTokenizer
 
 from langchain_irl.data.converters import caption_contest
 from langchain_irl.train.encoder import load_encoder
-from langchain_irl.train.finetune import FineTuneConfig, fine_tune
+from langchain_irl.reward_model.encoder import TextReader
+from langchain_irl.train.finetune import BatchReader, FineTuneConfig, fine_tune
 from langchain_irl.train.head_training import RewardHead
 from langchain_irl.train.losses import CandidateSets, objective_loss
 
@@ -88,18 +89,11 @@ def main() -> None:
 
     encoder, folder = load_encoder()
     head = [(np.zeros((2 * 384 + 1, 1), np.float32), np.zeros(1, np.float32))]
-    _, report = fine_tune(
-        encoder,
-        AutoTokenizer.from_pretrained(folder),
-        prompts,
-        texts,
-        groups,
-        is_demo,
-        head,
-        "maxent",
-        FineTuneConfig(steps=args.steps, batch=args.batch),
-        max_tokens=MAX_TOKENS,
+    batches = BatchReader(
+        TextReader.from_file(folder / "tokenizer.json", MAX_TOKENS), prompts, texts, groups
     )
+    config = FineTuneConfig(steps=args.steps, batch=args.batch)
+    _, report = fine_tune(encoder, batches, is_demo, head, "maxent", config)
     plain = plain_loop(texts, prompts, groups, is_demo, args.steps, args.batch)
     print(f"\n{'loop':<44}{'pairs/s':>9}")
     print(f"{'plain PyTorch (per text, pad to 128)':<44}{plain:>9.1f}")

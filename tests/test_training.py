@@ -17,7 +17,8 @@ from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.report import evaluate
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.encoder import load_encoder
-from langchain_irl.train.finetune import fine_tune
+from langchain_irl.reward_model.encoder import TextReader
+from langchain_irl.train.finetune import BatchReader, fine_tune
 from langchain_irl.train.head import head_features, head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
 from langchain_irl.train.losses import TORCH_OBJECTIVES, CandidateSets, objective_loss
@@ -138,8 +139,6 @@ def test_closed_form_rejects_hidden_layers(data: tuple[list, list], tmp_path: Pa
 
 
 def test_fine_tune_is_deterministic_and_resumes(data: tuple[list, list], tmp_path: Path) -> None:
-    from transformers import AutoTokenizer
-
     demos, samples = data
     records = [*demos, *samples]
     prompts = sorted({r.input for r in records})
@@ -150,23 +149,12 @@ def test_fine_tune_is_deterministic_and_resumes(data: tuple[list, list], tmp_pat
 
     def run(steps: int, checkpoints: Path | None) -> list:
         encoder, folder = load_encoder()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        reader = TextReader.from_file(folder / "tokenizer.json", max_tokens=32)
         config = FineTuneConfig(
             steps=steps, batch=4, layers=1, checkpoint_every=1, checkpoint_dir=checkpoints
         )
-        layers, report = fine_tune(
-            encoder,
-            tokenizer,
-            prompts,
-            texts,
-            groups,
-            is_demo,
-            head,
-            "maxent",
-            config,
-            max_tokens=32,
-            seed=3,
-        )
+        batches = BatchReader(reader, prompts, texts, groups)
+        layers, report = fine_tune(encoder, batches, is_demo, head, "maxent", config, seed=3)
         return [layers, report, encoder]
 
     straight = run(3, None)

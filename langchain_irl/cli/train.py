@@ -23,6 +23,13 @@ def add_parser(commands: Any) -> None:
         "bt: Bradley-Terry pairs; logistic: demo-vs-sample discriminator; "
         "feature-matching(-whitened): closed form",
     )
+    train.add_argument(
+        "--architecture",
+        choices=["bi", "cross"],
+        default="bi",
+        help="bi: input and output encoded apart, the input once per call (default); cross: "
+        "each (input, output) read as one sequence, costlier per candidate (models/README.md)",
+    )
     train.add_argument("--hidden", type=int, nargs="*", default=[], help="head hidden sizes")
     train.add_argument(
         "--off-topic",
@@ -74,6 +81,13 @@ def add_parser(commands: Any) -> None:
     )
     tuning.add_argument("--fine-tune-layers", type=positive, help="train the top N layers only")
     tuning.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints here")
+    tuning.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where fine-tuning runs (auto: CUDA when PyTorch sees a GPU; only CPU runs are "
+        "byte-reproducible)",
+    )
     train.set_defaults(run=run)
 
 
@@ -94,9 +108,11 @@ def run(args: argparse.Namespace) -> None:
             samples_per_demo=args.samples_per_demo,
             layers=args.fine_tune_layers,
             checkpoint_dir=args.checkpoint_dir,
+            device=args.device,
         )
     config = TrainConfig(
         objective=args.objective or ("bt" if args.pairs else "maxent"),
+        architecture=f"{args.architecture}-encoder",
         hidden=tuple(args.hidden),
         off_topic=args.off_topic,
         fine_tune=fine_tune,

@@ -63,21 +63,15 @@ def matching_accuracy(
         return None
     demos = np.flatnonzero(is_demo)
     rng = np.random.default_rng(seed)
-    prompt_embeddings = dict(
-        zip(inputs, model.embed_prompts([prompts[g] for g in inputs]), strict=True)
+    under = np.concatenate(  # each demonstration's own input first, then `others` rivals
+        [
+            [groups[i], *rng.choice(inputs[inputs != groups[i]], size=others, replace=False)]
+            for i in demos
+        ]
     )
-    embeddings, tokens = model.embed_candidates([texts[i] for i in demos])
-    wins = 0
-    for row, i in enumerate(demos):
-        rivals = rng.choice(inputs[inputs != groups[i]], size=others, replace=False)
-        candidates = [groups[i], *rivals]
-        rewards = model.score_embedded(
-            np.stack([prompt_embeddings[g] for g in candidates]),
-            np.repeat(embeddings[row : row + 1], len(candidates), axis=0),
-            np.repeat(tokens[row : row + 1], len(candidates)),
-        )
-        wins += bool(rewards[0] > rewards[1:].max())
-    return wins / len(demos)
+    copies = [texts[int(i)] for i in demos for _ in range(others + 1)]
+    rewards = model.score_by_input(prompts, under, copies).reshape(len(demos), others + 1)
+    return float(np.mean(rewards[:, 0] > rewards[:, 1:].max(axis=1)))
 
 
 def evaluate(

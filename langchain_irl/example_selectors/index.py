@@ -35,6 +35,7 @@ class DemoIndex:
     inputs: np.ndarray  # (n, dim) input embeddings
     outputs: np.ndarray  # (n, dim) output embeddings
     tokens: np.ndarray  # (n,) output token counts
+    texts: tuple[str, ...]  # the outputs themselves: a cross-encoder reads them with each query
     # With a linear head, r(x, y_i) = base[i] + interaction[i] . e_x: one matrix product a query.
     base: np.ndarray | None
     interaction: np.ndarray | None
@@ -57,7 +58,7 @@ class DemoIndex:
             zero_prompt = np.zeros((1, dim), np.float32)
             base = model.score_embedded(zero_prompt, output_embeddings, tokens)
             interaction = output_embeddings * weights
-        return cls(input_embeddings, output_embeddings, tokens, base, interaction)
+        return cls(input_embeddings, output_embeddings, tokens, tuple(outputs), base, interaction)
 
     def extended(self, other: DemoIndex) -> DemoIndex:
         def joined(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -67,6 +68,7 @@ class DemoIndex:
             np.concatenate([self.inputs, other.inputs]),
             np.concatenate([self.outputs, other.outputs]),
             np.concatenate([self.tokens, other.tokens]),
+            self.texts + other.texts,
             joined(self.base, other.base),
             joined(self.interaction, other.interaction),
         )
@@ -77,6 +79,8 @@ class DemoIndex:
         relevance = np.einsum("nd,d->n", self.inputs, query_embedding[0])
         if self.base is not None and self.interaction is not None:
             reward = self.base + np.einsum("nd,d->n", self.interaction, query_embedding[0])
+        elif model.is_cross_encoder:
+            reward = model.score(query, list(self.texts))
         else:
             reward = model.score_embedded(query_embedding, self.outputs, self.tokens)
         return relevance, reward

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 CARD_FILE = "card.json"
@@ -45,10 +45,19 @@ class EncoderInfo(_Strict):
     quantization: Literal["none", "int8-dynamic-per-channel"] = "none"
 
 
-class HeadInfo(_Strict):
-    """The reward head inside `head.onnx`: reward = MLP([e_y, e_x * e_y, features])."""
+Architecture = Literal["bi-encoder", "cross-encoder"]
 
-    kind: Literal["bi-encoder"] = "bi-encoder"
+
+class HeadInfo(_Strict):
+    """The reward head inside `head.onnx`.
+
+    - `bi-encoder`: the input and the output are encoded apart, reward = MLP([e_y, e_x * e_y,
+      features]); an input is encoded once per call, whatever the number of candidates.
+    - `cross-encoder`: (input, output) is read as one sequence, reward = MLP([e_xy, features]);
+      every candidate is read with its input, so attention sees both at once.
+    """
+
+    kind: Architecture = "bi-encoder"
     features: tuple[Literal["log_tokens"], ...] = ("log_tokens",)
     hidden: tuple[int, ...] = ()
 
@@ -86,6 +95,12 @@ class ModelCard(_Strict):
     """Later evaluations on named data sets (`langchain-irl eval --record NAME`)."""
     calibration: Calibration | None = None
     files: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _cross_encoder_reads_one_window(self) -> ModelCard:
+        if self.head.kind == "cross-encoder" and self.candidate_chunks != 1:
+            raise ValueError("a cross-encoder reads one window per (input, output) pair")
+        return self
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"

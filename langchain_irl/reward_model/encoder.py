@@ -43,6 +43,85 @@ def make_session(
     return ort.InferenceSession(str(path), options, providers=chosen)
 
 
+def content_tokens(encoding: Encoding) -> int:
+    """Tokens of an encoding that are text, not special tokens."""
+    return len(encoding.ids) - sum(encoding.special_tokens_mask)
+
+
+class TextReader:
+    """How the encoder reads text: token windows of at most `max_tokens`, from a text's start or
+    its end, and (prompt, candidate) pairs as one sequence. Training and inference both read
+    through it, so a fine-tuned encoder sees exactly the token ids it will see when served."""
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_tokens)
+        # The same tokenizer, keeping the end of a text (a dialogue's last turns) when it cuts.
+        self._tail_tokenizer = Tokenizer.from_str(self._tokenizer.to_str())
+        self._tail_tokenizer.enable_truncation(max_length=max_tokens, direction="left")
+
+    @classmethod
+    def from_file(cls, path: Path, max_tokens: int) -> TextReader:
+        return cls(Tokenizer.from_file(str(path)), max_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        """Content tokens of the whole `text` (special tokens not counted)."""
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return len(encoding.ids) + sum(len(part.ids) for part in encoding.overflowing)
+
+    def windows(
+        self, texts: Sequence[str], *, keep: Truncation = "start", chunks: int = 1
+    ) -> list[list[Encoding]]:
+        """Up to `chunks` consecutive windows of each text, from the end `keep` names."""
+        _check_texts(texts)
+        if chunks < 1:
+            raise ValueError(f"chunks must be at least 1, got {chunks}")
+        limit = chunks * self.max_tokens * CHARS_PER_TOKEN_BOUND
+        if keep == "end":
+            encodings = self._tail_tokenizer.encode_batch([text[-limit:] for text in texts])
+        else:
+            encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
+        return [[encoding, *encoding.overflowing][:chunks] for encoding in encodings]
+
+    def pairs(
+        self, prompt: str, candidates: Sequence[str], *, keep: Truncation = "start"
+    ) -> list[tuple[Encoding, int]]:
+        """Each (prompt, candidate) as one sequence of at most `max_tokens` (special tokens
+        included), with the candidate tokens it holds.
+
+        Each side may take half the room; a side that needs less leaves the rest to the other.
+        The prompt is cut at the end `keep` does not name, the candidate at its end (its start
+        is what it says first)."""
+        _check_texts([prompt, *candidates])
+        room = max(2, self.max_tokens - self._tokenizer.num_special_tokens_to_add(is_pair=True))
+        limit = room * CHARS_PER_TOKEN_BOUND
+        prompt_text = prompt[-limit:] if keep == "end" else prompt[:limit]
+        prompt_reader = self._tail_tokenizer if keep == "end" else self._tokenizer
+        prompts = prompt_reader.encode_batch(
+            [prompt_text] * len(candidates), add_special_tokens=False
+        )
+        answers = self._tokenizer.encode_batch(
+            [text[:limit] for text in candidates], add_special_tokens=False
+        )
+        pairs = []
+        for prompt_encoding, answer in zip(prompts, answers, strict=True):
+            prompt_take = min(len(prompt_encoding.ids), max(room // 2, room - len(answer.ids)))
+            answer_take = min(len(answer.ids), room - prompt_take)
+            prompt_encoding.truncate(prompt_take, direction="left" if keep == "end" else "right")
+            answer.truncate(answer_take)
+            pair = self._tokenizer.post_process(prompt_encoding, answer, add_special_tokens=True)
+            pairs.append((pair, answer_take))
+        return pairs
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+
+
 class OnnxEncoder:
     """Embeds each text on its own: no padding, and (for int8 graphs) its own activation scale.
 
@@ -63,17 +142,12 @@ class OnnxEncoder:
         normalize: bool = True,
     ) -> None:
         self._session = session
-        self._tokenizer = tokenizer
+        self.reader = TextReader(tokenizer, max_tokens)
         self.max_tokens = max_tokens
         self.normalize = normalize  # the graph's output is unit length: pooled chunks are too
         self.dim = int(session.get_outputs()[0].shape[-1])
         self._input_names = {i.name for i in session.get_inputs()}
         self._workers = ThreadPoolExecutor(workers, "onnx-encoder") if workers > 1 else None
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=max_tokens)
-        # The same tokenizer, keeping the end of a text (a dialogue's last turns) when it cuts.
-        self._tail_tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._tail_tokenizer.enable_truncation(max_length=max_tokens, direction="left")
 
     @classmethod
     def from_files(
@@ -100,8 +174,7 @@ class OnnxEncoder:
 
     def count_tokens(self, text: str) -> int:
         """Content tokens of the whole `text` (special tokens not counted)."""
-        encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        return len(encoding.ids) + sum(len(part.ids) for part in encoding.overflowing)
+        return self.reader.count_tokens(text)
 
     def encode(
         self, texts: Sequence[str], *, keep: Truncation = "start", chunks: int = 1
@@ -112,32 +185,33 @@ class OnnxEncoder:
         `chunks`: read up to this many consecutive windows of `max_tokens` from that end and pool
         them (the mean of their embeddings, re-normalised): a long answer is read past its start.
         """
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
-        if chunks < 1:
-            raise ValueError(f"chunks must be at least 1, got {chunks}")
-        limit = chunks * self.max_tokens * CHARS_PER_TOKEN_BOUND
-        if keep == "end":
-            encodings = self._tail_tokenizer.encode_batch([text[-limit:] for text in texts])
-        else:
-            encodings = self._tokenizer.encode_batch([text[:limit] for text in texts])
-        windows = [[encoding, *encoding.overflowing][:chunks] for encoding in encodings]
-        flat = [window for text_windows in windows for window in text_windows]
-        workers = self._workers
-        if workers is not None and len(flat) > 1:
-            rows = list(workers.map(self._embed_one, flat))
-        else:
-            rows = [self._embed_one(window) for window in flat]
+        windows = self.reader.windows(texts, keep=keep, chunks=chunks)
+        rows = self._embed_all([window for text_windows in windows for window in text_windows])
         embeddings = np.zeros((len(texts), self.dim), np.float32)
         counts = np.zeros(len(texts), dtype=np.int64)
         start = 0
         for index, text_windows in enumerate(windows):
             stop = start + len(text_windows)
             embeddings[index] = self._pool(rows[start:stop])
-            counts[index] = sum(len(w.ids) - sum(w.special_tokens_mask) for w in text_windows)
+            counts[index] = sum(content_tokens(w) for w in text_windows)
             start = stop
         return embeddings, counts
+
+    def encode_pairs(
+        self, prompt: str, candidates: Sequence[str], *, keep: Truncation = "start"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of each (prompt, candidate) read as one sequence (a cross-encoder's
+        input), float32 (n, dim), and the candidate tokens read of each (`TextReader.pairs`)."""
+        pairs = self.reader.pairs(prompt, candidates, keep=keep)
+        rows = self._embed_all([encoding for encoding, _ in pairs])
+        embeddings = np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+        return embeddings.astype(np.float32), np.array([n for _, n in pairs], dtype=np.int64)
+
+    def _embed_all(self, encodings: list[Encoding]) -> list[np.ndarray]:
+        workers = self._workers
+        if workers is not None and len(encodings) > 1:
+            return list(workers.map(self._embed_one, encodings))
+        return [self._embed_one(encoding) for encoding in encodings]
 
     def _pool(self, rows: list[np.ndarray]) -> np.ndarray:
         if len(rows) == 1:

@@ -240,8 +240,14 @@ class RewardModel:
         return rewards
 
     def scorer(self, prompt: PromptInput) -> PromptScorer:
-        """A scorer for one prompt: the prompt is encoded now, candidates whenever they arrive."""
-        return PromptScorer(self, self.embed_prompts([self.render(prompt)]))
+        """A scorer for one prompt, scoring candidates whenever they arrive (a bi-encoder's
+        prompt is encoded now, once)."""
+        return PromptScorer(self, self.render(prompt))
+
+    @property
+    def is_cross_encoder(self) -> bool:
+        """Whether the model reads (prompt, candidate) as one sequence (see `HeadInfo`)."""
+        return self.card.head.kind == "cross-encoder"
 
     async def ascore(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
         """`score` in a worker thread, so the event loop keeps running."""
@@ -253,33 +259,33 @@ class RewardModel:
         candidate_embeddings: np.ndarray,
         token_counts: np.ndarray,
     ) -> np.ndarray:
-        """Rewards from precomputed embeddings; `prompt_embedding` is (1, dim) or (n, dim)."""
-        (rewards,) = self._head.run(
-            None,
-            {
-                "prompt_embedding": np.ascontiguousarray(prompt_embedding, dtype=np.float32),
-                "candidate_embedding": np.ascontiguousarray(candidate_embeddings, dtype=np.float32),
-                "candidate_features": candidate_features(token_counts, self.card.head.features),
-            },
+        """A bi-encoder's rewards from precomputed embeddings; `prompt_embedding` is (1, dim) or
+        (n, dim). A cross-encoder has no such split: use `score`."""
+        if self.is_cross_encoder:
+            raise TypeError(f"{self.name!r} is a cross-encoder: it scores texts, not embeddings")
+        return self._run_head(
+            prompt_embedding=prompt_embedding,
+            candidate_embedding=candidate_embeddings,
+            candidate_features=candidate_features(token_counts, self.card.head.features),
         )
+
+    def _run_head(self, **inputs: np.ndarray) -> np.ndarray:
+        feed = {name: np.ascontiguousarray(v, dtype=np.float32) for name, v in inputs.items()}
+        (rewards,) = self._head.run(None, feed)
         return np.asarray(rewards, dtype=np.float32).reshape(-1)
 
     def explain(self, prompt: PromptInput, candidate: str, k: int = 3) -> Explanation:
         """The candidate's reward, its percentile among demonstrations, and the k training
         demonstrations whose outputs are closest to it, with their rewards for this prompt."""
         scorer = self.scorer(prompt)
-        rewards, embedding = scorer.score([candidate])
-        score = float(rewards[0])
+        score = float(scorer.score([candidate])[0][0])
         percentile = None if self._demo_scores is None else float(self.percentile(score))
         demos, demo_embeddings = self._demonstrations
         neighbours = []
         if demos:
-            similarity = demo_embeddings @ embedding[0]
+            similarity = demo_embeddings @ self.embed([candidate])[0]
             nearest = np.argsort(-similarity)[:k]
-            tokens = np.array([demos[i]["tokens"] for i in nearest])
-            demo_rewards = self.score_embedded(
-                scorer.prompt_embedding, demo_embeddings[nearest], tokens
-            )
+            demo_rewards, _ = scorer.score([demos[i]["output"] for i in nearest])
             neighbours = [
                 Neighbour(demos[i]["input"], demos[i]["output"], float(similarity[i]), float(r))
                 for i, r in zip(nearest, demo_rewards, strict=True)
@@ -302,7 +308,7 @@ class RewardModel:
         matrix-vector product (see `RewardExampleSelector`). Read off the head graph itself: with
         e_y = 1 and no features, prompt e_x = unit vector d changes the reward by exactly w[d].
         """
-        if self.card.head.hidden:
+        if self.card.head.hidden or self.is_cross_encoder:
             return None
         dim = self.card.encoder.dim
         ones, no_tokens = np.ones((dim, dim), np.float32), np.zeros(dim)
@@ -329,14 +335,27 @@ class RewardModel:
 
 
 class PromptScorer:
-    """Scores candidates for one already-encoded prompt (see `RewardModel.scorer`)."""
+    """Scores candidates for one rendered prompt (see `RewardModel.scorer`).
 
-    def __init__(self, model: RewardModel, prompt_embedding: np.ndarray) -> None:
+    A bi-encoder's prompt is encoded once, here; a cross-encoder reads it again with each
+    candidate, as one sequence."""
+
+    def __init__(self, model: RewardModel, prompt: str) -> None:
         self.model = model
-        self.prompt_embedding = prompt_embedding
+        self.prompt = prompt
+        self.prompt_embedding = None if model.is_cross_encoder else model.embed_prompts([prompt])
 
     def score(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Rewards (n,) and the candidates' embeddings (n, dim)."""
-        embeddings, token_counts = self.model.embed_candidates(candidates)
-        rewards = self.model.score_embedded(self.prompt_embedding, embeddings, token_counts)
+        """Rewards (n,) and embeddings (n, dim) to compare the candidates with each other: each
+        candidate's own (bi-encoder), or each (prompt, candidate) pair's (cross-encoder)."""
+        model = self.model
+        if self.prompt_embedding is not None:
+            embeddings, token_counts = model.embed_candidates(candidates)
+            rewards = model.score_embedded(self.prompt_embedding, embeddings, token_counts)
+            return rewards, embeddings
+        embeddings, token_counts = model.encoder.encode_pairs(
+            self.prompt, candidates, keep=model.card.prompt_keeps
+        )
+        features = candidate_features(token_counts, model.card.head.features)
+        rewards = model._run_head(pair_embedding=embeddings, candidate_features=features)
         return rewards, embeddings

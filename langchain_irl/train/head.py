@@ -1,7 +1,8 @@
 """The reward head as an ONNX graph, built from numpy weights (no torch needed for this part).
 
-reward = MLP(phi), phi = [e_y, e_x * e_y, features]: ReLU between layers, none after the last.
-A head of one layer is linear, as the closed-form feature-matching reward is.
+reward = MLP(phi): ReLU between layers, none after the last. A bi-encoder's phi is [e_y, e_x * e_y,
+features]; a cross-encoder's is [e_xy, features], e_xy the embedding of (x, y) read together. A
+head of one layer is linear, as the closed-form feature-matching reward is.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from langchain_irl.reward_model.card import Architecture
+
 Layer = tuple[np.ndarray, np.ndarray]  # weight (in, out), bias (out,)
 
 
 def head_features(
-    prompt_embedding: np.ndarray, candidate_embedding: np.ndarray, features: np.ndarray
+    prompt_embedding: np.ndarray | None, candidate_embedding: np.ndarray, features: np.ndarray
 ) -> np.ndarray:
-    """phi(x, y) in numpy, exactly as the graph computes it (for training and checks)."""
+    """phi(x, y) in numpy, exactly as the graph computes it (for training and checks).
+
+    `prompt_embedding` None: a cross-encoder's, whose `candidate_embedding` read x with y."""
+    if prompt_embedding is None:
+        return np.concatenate([candidate_embedding, features], axis=1).astype(np.float32)
     return np.concatenate(
         [candidate_embedding, prompt_embedding * candidate_embedding, features], axis=1
     ).astype(np.float32)
@@ -34,18 +41,42 @@ def head_forward(layers: Sequence[Layer], phi: np.ndarray) -> np.ndarray:
     return hidden[:, 0]
 
 
-def build_head(layers: Sequence[Layer], dim: int, n_features: int) -> onnx.ModelProto:
-    """An ONNX graph: prompt_embedding (1|n, dim), candidate_embedding (n, dim),
-    candidate_features (n, f) -> reward (n,)."""
-    expected = 2 * dim + n_features
+def build_head(
+    layers: Sequence[Layer], dim: int, n_features: int, kind: Architecture = "bi-encoder"
+) -> onnx.ModelProto:
+    """An ONNX graph -> reward (n,). A bi-encoder's inputs: prompt_embedding (1|n, dim),
+    candidate_embedding (n, dim), candidate_features (n, f); a cross-encoder's: pair_embedding
+    (n, dim), candidate_features (n, f)."""
+    cross = kind == "cross-encoder"
+    expected = (1 if cross else 2) * dim + n_features
     if layers[0][0].shape[0] != expected or layers[-1][0].shape[1] != 1:
         raise ValueError(f"head layers must map {expected} inputs to 1 output")
-    nodes = [
-        helper.make_node("Mul", ["prompt_embedding", "candidate_embedding"], ["interaction"]),
-        helper.make_node(
-            "Concat", ["candidate_embedding", "interaction", "candidate_features"], ["h0"], axis=1
-        ),
-    ]
+    features = helper.make_tensor_value_info(
+        "candidate_features", TensorProto.FLOAT, ["n", n_features]
+    )
+    if cross:
+        nodes = [
+            helper.make_node("Concat", ["pair_embedding", "candidate_features"], ["h0"], axis=1)
+        ]
+        inputs = [
+            helper.make_tensor_value_info("pair_embedding", TensorProto.FLOAT, ["n", dim]),
+            features,
+        ]
+    else:
+        nodes = [
+            helper.make_node("Mul", ["prompt_embedding", "candidate_embedding"], ["interaction"]),
+            helper.make_node(
+                "Concat",
+                ["candidate_embedding", "interaction", "candidate_features"],
+                ["h0"],
+                axis=1,
+            ),
+        ]
+        inputs = [
+            helper.make_tensor_value_info("prompt_embedding", TensorProto.FLOAT, ["p", dim]),
+            helper.make_tensor_value_info("candidate_embedding", TensorProto.FLOAT, ["n", dim]),
+            features,
+        ]
     initializers = []
     current = "h0"
     for index, (weight, bias) in enumerate(layers):
@@ -64,13 +95,7 @@ def build_head(layers: Sequence[Layer], dim: int, n_features: int) -> onnx.Model
     graph = helper.make_graph(
         nodes,
         "reward_head",
-        inputs=[
-            helper.make_tensor_value_info("prompt_embedding", TensorProto.FLOAT, ["p", dim]),
-            helper.make_tensor_value_info("candidate_embedding", TensorProto.FLOAT, ["n", dim]),
-            helper.make_tensor_value_info(
-                "candidate_features", TensorProto.FLOAT, ["n", n_features]
-            ),
-        ],
+        inputs=inputs,
         outputs=[helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["n"])],
         initializer=initializers,
     )

@@ -74,10 +74,13 @@ def standardised_layers(head: RewardHead, phi_samples: np.ndarray) -> list[Layer
 
 @dataclass(frozen=True)
 class CandidateFeatures:
-    """Embeddings encoded once, from which the head's input phi(x, y) = [e_y, e_x * e_y, f(y)]
-    is built for any (input, candidate) pair: a candidate can be scored under another input."""
+    """Embeddings encoded once, from which the head's input phi(x, y) is built.
 
-    prompts: torch.Tensor  # (inputs, dim)
+    A bi-encoder's phi(x, y) = [e_y, e_x * e_y, f(y)] pairs any input with any candidate, so a
+    candidate can be scored under another input. A cross-encoder's (`prompts` None) is
+    [e_xy, f(y)], each candidate's embedding already read with its own input: only that one."""
+
+    prompts: torch.Tensor | None  # (inputs, dim); None for a cross-encoder
     groups: np.ndarray  # (records,) the input of each record
     candidates: torch.Tensor  # (records, dim)
     features: torch.Tensor  # (records, features)
@@ -85,7 +88,7 @@ class CandidateFeatures:
     @classmethod
     def of(
         cls,
-        prompts: np.ndarray,
+        prompts: np.ndarray | None,
         groups: np.ndarray,
         candidates: np.ndarray,
         features: np.ndarray,
@@ -93,15 +96,24 @@ class CandidateFeatures:
         def tensor(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
-        return cls(tensor(prompts), groups, tensor(candidates), tensor(features))
+        prompt_tensor = None if prompts is None else tensor(prompts)
+        return cls(prompt_tensor, groups, tensor(candidates), tensor(features))
 
     @property
     def size(self) -> int:
-        return 2 * self.candidates.shape[1] + self.features.shape[1]
+        copies = 1 if self.prompts is None else 2
+        return copies * self.candidates.shape[1] + self.features.shape[1]
 
     def phi(self, matrix: np.ndarray) -> torch.Tensor:
         """(rows, columns, size): every column scored under its row's input (column 0's)."""
         cells = torch.from_numpy(matrix)
+        if self.prompts is None:
+            if (self.groups[matrix] != self.groups[matrix[:, :1]]).any():
+                raise ValueError(
+                    "a frozen cross-encoder read each output with its own input only: no "
+                    "off-topic negatives"
+                )
+            return torch.cat([self.candidates[cells], self.features[cells]], dim=-1)
         rows = torch.from_numpy(self.groups[matrix[:, 0]])
         return cell_phi(self.prompts[rows], self.candidates[cells], self.features[cells])
 

@@ -27,11 +27,12 @@ from langchain_irl.reward_model.card import (
     ENCODER_FILE,
     HEAD_FILE,
     TOKENIZER_FILE,
+    Architecture,
     Calibration,
     HeadInfo,
     ModelCard,
 )
-from langchain_irl.reward_model.encoder import OnnxEncoder, Truncation
+from langchain_irl.reward_model.encoder import OnnxEncoder, TextReader, Truncation
 from langchain_irl.reward_model.model import RewardModel, candidate_features
 from langchain_irl.reward_model.rendering import PromptFormat
 from langchain_irl.train.artifact import write_model_folder
@@ -43,7 +44,7 @@ from langchain_irl.train.encoder import (
     load_encoder,
     tokenizer_json,
 )
-from langchain_irl.train.finetune import fine_tune
+from langchain_irl.train.finetune import BatchReader, fine_tune
 from langchain_irl.train.head import Layer, build_head, head_features, head_forward
 from langchain_irl.train.head_training import (
     CandidateFeatures,
@@ -69,7 +70,7 @@ class EncodedSet:
     """Records encoded once: candidate embeddings, their input's index, labels and gold scores."""
 
     prompts: list[str]
-    prompt_embeddings: np.ndarray
+    prompt_embeddings: np.ndarray | None  # None for a cross-encoder: `embeddings` read the input
     texts: list[str]
     groups: np.ndarray
     embeddings: np.ndarray
@@ -96,7 +97,8 @@ class EncodedSet:
 
     def phi(self, feature_names: Sequence[str]) -> np.ndarray:
         features = candidate_features(self.token_counts, feature_names)
-        return head_features(self.prompt_embeddings[self.groups], self.embeddings, features)
+        prompts = None if self.prompt_embeddings is None else self.prompt_embeddings[self.groups]
+        return head_features(prompts, self.embeddings, features)
 
 
 def encode_examples(
@@ -107,12 +109,62 @@ def encode_examples(
     prompt_keeps: Truncation = "start",
     candidate_chunks: int = 1,
     batch_size: int = 512,
+    architecture: Architecture = "bi-encoder",
 ) -> EncodedSet:
+    """Encode every record once: a bi-encoder's prompts and outputs apart, a cross-encoder's
+    (prompt, output) pairs."""
     records = [*demos, *samples]
     rendered = [record.prompt(prompt_format) for record in records]
     prompts = sorted(set(rendered))
     index = {prompt: i for i, prompt in enumerate(prompts)}
     texts = [record.output for record in records]
+    groups = np.array([index[p] for p in rendered], dtype=np.int64)
+    if architecture == "cross-encoder":
+        embeddings, token_counts = _encode_pairs(encoder, prompts, groups, texts, prompt_keeps)
+        prompt_embeddings = None
+    else:
+        prompt_embeddings, embeddings, token_counts = _encode_apart(
+            encoder, prompts, texts, prompt_keeps, candidate_chunks, batch_size
+        )
+    return EncodedSet(
+        prompts=prompts,
+        prompt_embeddings=prompt_embeddings,
+        texts=texts,
+        groups=groups,
+        embeddings=embeddings,
+        token_counts=token_counts,
+        is_demo=np.arange(len(records)) < len(demos),
+        gold=np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64),
+    )
+
+
+def _encode_pairs(
+    encoder: OnnxEncoder | CachedEncoder,
+    prompts: list[str],
+    groups: np.ndarray,
+    texts: list[str],
+    prompt_keeps: Truncation,
+) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    counts = np.empty(len(texts), dtype=np.int64)
+    with tqdm(total=len(texts), desc="embedding pairs", unit="pair") as bar:
+        for group, prompt in enumerate(prompts):
+            (members,) = np.nonzero(groups == group)
+            embeddings[members], counts[members] = encoder.encode_pairs(
+                prompt, [texts[i] for i in members], keep=prompt_keeps
+            )
+            bar.update(len(members))
+    return embeddings, counts
+
+
+def _encode_apart(
+    encoder: OnnxEncoder | CachedEncoder,
+    prompts: list[str],
+    texts: list[str],
+    prompt_keeps: Truncation,
+    candidate_chunks: int,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with tqdm(total=len(prompts) + len(texts), desc="embedding", unit="text") as bar:
 
         def encode(
@@ -130,16 +182,7 @@ def encode_examples(
 
         prompt_embeddings, _ = encode(prompts, prompt_keeps, 1)
         embeddings, token_counts = encode(texts, "start", candidate_chunks)
-    return EncodedSet(
-        prompts=prompts,
-        prompt_embeddings=prompt_embeddings,
-        texts=texts,
-        groups=np.array([index[p] for p in rendered], dtype=np.int64),
-        embeddings=embeddings,
-        token_counts=token_counts,
-        is_demo=np.arange(len(records)) < len(demos),
-        gold=np.array([np.nan if r.score is None else r.score for r in records], dtype=np.float64),
-    )
+    return prompt_embeddings, embeddings, token_counts
 
 
 def validation_mask(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -158,7 +201,7 @@ def train(
     if not demos or not samples:
         raise ValueError("training needs at least one demonstration and one policy sample")
     check_matched(demos, samples)  # before seconds of loading and exporting the encoder
-    head_info = HeadInfo(hidden=config.hidden)
+    head_info = HeadInfo(kind=config.architecture, hidden=config.hidden)
     summary = _data_summary(demos, samples, config)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
         work = Path(tmp)
@@ -175,6 +218,7 @@ def train(
                 config.prompt_format,
                 config.prompt_keeps,
                 config.candidate_chunks,
+                architecture=config.architecture,
             )
 
         data = encode()
@@ -182,7 +226,7 @@ def train(
         train_set, valid_set = data.subset(~valid), data.subset(valid)
         layers = fit_head(train_set, head_info, config)
         if config.fine_tune is not None:
-            layers, report = _fine_tune(torch_encoder, encoder_dir, train_set, layers, config)
+            layers, report = _fine_tune(torch_encoder, work, train_set, layers, config)
             summary["fine_tune"] = report
             export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
             data = encode()
@@ -201,8 +245,9 @@ def train(
         summary["inputs"] = len(data.prompts)
 
         reference = head_forward(layers, valid_set.phi(head_info.features))
-        _write_demonstrations(work, train_set)
-        onnx.save(build_head(layers, fp32_info.dim, len(head_info.features)), work / HEAD_FILE)
+        _write_demonstrations(work, train_set, _onnx_encoder(work, config, fp32_info.normalize))
+        head_graph = build_head(layers, fp32_info.dim, len(head_info.features), head_info.kind)
+        onnx.save(head_graph, work / HEAD_FILE)
         card = ModelCard(
             name=config.name or Path(out_dir).name,
             description=config.description,
@@ -265,12 +310,14 @@ def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> l
         records.embeddings,
         candidate_features(records.token_counts, head_info.features),
     )
+    # A frozen cross-encoder read each output with its own input only; fine-tuning adds off-topic.
+    off_topic = 0 if records.prompt_embeddings is None else config.off_topic
     return train_head(
         data,
         records.is_demo,
         config.objective,
         hidden=config.hidden,
-        off_topic=config.off_topic,
+        off_topic=off_topic,
         seed=config.seed,
     )
 
@@ -305,30 +352,28 @@ def supervised_rewards(
 
 def _fine_tune(
     torch_encoder: SentenceEncoder,
-    encoder_dir: Path,
+    work: Path,
     records: EncodedSet,
     layers: list[Layer],
     config: TrainConfig,
 ) -> tuple[list[Layer], dict[str, object]]:
-    from transformers import AutoTokenizer
-
     assert config.fine_tune is not None
-    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    side = "left" if config.prompt_keeps == "end" else "right"
-    prompt_tokenizer = AutoTokenizer.from_pretrained(encoder_dir, truncation_side=side)
-    layers, report = fine_tune(
-        torch_encoder,
-        tokenizer,
+    batches = BatchReader(
+        TextReader.from_file(work / TOKENIZER_FILE, config.max_tokens),
         records.prompts,
         records.texts,
         records.groups,
+        architecture=config.architecture,
+        prompt_keeps=config.prompt_keeps,
+    )
+    layers, report = fine_tune(
+        torch_encoder,
+        batches,
         records.is_demo,
         layers,
         config.objective,
         config.fine_tune,
-        max_tokens=config.max_tokens,
         off_topic=config.off_topic,
-        prompt_tokenizer=prompt_tokenizer,
         seed=config.seed,
     )
     return layers, {
@@ -336,11 +381,16 @@ def _fine_tune(
         "batch": config.fine_tune.batch,
         "samples_per_demo": config.fine_tune.samples_per_demo,
         "layers": config.fine_tune.layers or "all",
+        "device": report.device,
     }  # no wall-clock figures: a rebuild writes the same card, byte for byte
 
 
-def _write_demonstrations(work: Path, records: EncodedSet, limit: int = 5000) -> None:
-    """Training demonstrations (at most `limit`, a fixed sample) for `RewardModel.explain`."""
+def _write_demonstrations(
+    work: Path, records: EncodedSet, encoder: OnnxEncoder | CachedEncoder, limit: int = 5000
+) -> None:
+    """Training demonstrations (at most `limit`, a fixed sample) and their outputs' embeddings,
+    for `RewardModel.explain` (a cross-encoder's records hold pair embeddings: the outputs are
+    embedded alone here)."""
     demos = np.flatnonzero(records.is_demo)
     if len(demos) > limit:
         demos = np.sort(np.random.default_rng(0).choice(demos, size=limit, replace=False))
@@ -353,7 +403,11 @@ def _write_demonstrations(work: Path, records: EncodedSet, limit: int = 5000) ->
         for i in demos
     ]
     (work / DEMOS_FILE).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
-    np.save(work / DEMO_EMBEDDINGS_FILE, records.embeddings[demos].astype(np.float16))
+    if records.prompt_embeddings is None:
+        embeddings, _ = encoder.encode([records.texts[i] for i in demos])
+    else:
+        embeddings = records.embeddings[demos]
+    np.save(work / DEMO_EMBEDDINGS_FILE, embeddings.astype(np.float16))
 
 
 def _onnx_encoder(work: Path, config: TrainConfig, normalize: bool) -> OnnxEncoder | CachedEncoder:
