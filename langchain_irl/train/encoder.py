@@ -73,7 +73,8 @@ def load_encoder(model_dir: str | Path | None = None) -> tuple[SentenceEncoder, 
     # Eager attention exports to plain MatMul/Softmax; the SDPA path adds mask ops that cost ~40%.
     model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
     pooling, normalize = read_pooling(folder)
-    return SentenceEncoder(model, pooling, normalize), folder
+    # The wrapper in eval mode too: the ONNX export restores the wrapper's mode when it ends.
+    return SentenceEncoder(model, pooling, normalize).eval(), folder
 
 
 def tokenizer_json(model_dir: Path, out_path: Path) -> None:
@@ -96,7 +97,8 @@ def export_encoder(
     With `quantize`, weights become int8 per channel (dynamic quantisation after onnxruntime's
     pre-processing). Callers must check that rewards keep their ranking (see `quantization_check`).
     """
-    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
+    # Example ids only give the trace its shapes; any vocabulary holds ids 1 to 3.
+    ids = torch.tensor([[1, 2, 3, 1], [1, 2, 1, 0]])
     mask = (ids != 0).long()
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "encoder.onnx"
