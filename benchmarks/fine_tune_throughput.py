@@ -20,8 +20,8 @@ import torch
 from transformers import AutoTokenizer
 
 from langchain_irl.data.converters import caption_contest
-from langchain_irl.train.encoder import load_encoder
 from langchain_irl.reward_model.encoder import TextReader
+from langchain_irl.train.encoder import load_encoder
 from langchain_irl.train.finetune import BatchReader, FineTuneConfig, fine_tune
 from langchain_irl.train.head_training import RewardHead
 from langchain_irl.train.losses import CandidateSets, objective_loss

@@ -15,9 +15,9 @@ from langchain_irl.data.formats import Example
 from langchain_irl.data.jsonl import write_jsonl
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.report import evaluate
+from langchain_irl.reward_model.encoder import TextReader
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.encoder import load_encoder
-from langchain_irl.reward_model.encoder import TextReader
 from langchain_irl.train.finetune import BatchReader, fine_tune
 from langchain_irl.train.head import head_features, head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
