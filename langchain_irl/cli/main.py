@@ -21,6 +21,7 @@ from langchain_irl.cli import (
     demo_command,
     models,
     optimize,
+    report,
     score,
     train,
 )
@@ -45,6 +46,7 @@ examples:
       --out models/my-model [--fine-tune-steps 600]
   langchain-irl eval models/my-model --demos build/captions/demos.jsonl \\
       --samples build/captions/samples.jsonl --out out/eval
+  langchain-irl report caption-humor --out out/report [--demos D --samples S]
   langchain-irl score helpful --input logged.jsonl --out scored.jsonl [--ray --actors 8]
   langchain-irl best-of-n --input prompts.jsonl --sft sft.jsonl --pairs pairs.jsonl \\
       --reward-model helpful --model openai:gpt-4o-mini --n 8 --margin 0.5 [--ray]
@@ -53,7 +55,18 @@ examples:
 """
 
 # The commands in the order `--help` lists them.
-COMMANDS = (models, demo_command, score, best_of_n, optimize, data, collect, train, evaluate)
+COMMANDS = (
+    models,
+    demo_command,
+    score,
+    best_of_n,
+    optimize,
+    data,
+    collect,
+    train,
+    evaluate,
+    report,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,13 @@ def add_parser(commands: Any) -> None:
     score.add_argument("candidates", nargs="*", help="candidate outputs")
     score.add_argument(
         "--explain", action="store_true", help="percentile and the nearest demonstrations"
+    )
+    score.add_argument(
+        "--attribute",
+        action="store_true",
+        help="each candidate's words highlighted by what they add to its reward (green raises "
+        "it, red lowers it; [+0.12 word] marks when not a terminal), and the prompt words that "
+        "matter most",
     )
     score.add_argument(
         "--input", type=Path, help="JSONL rows {'input': prompt, 'output': candidate, ...}"
@@ -46,6 +55,16 @@ def run(args: argparse.Namespace) -> None:
         if args.explain:
             explanation = model.explain(args.prompt, args.candidates[index])
             print("    " + str(explanation).replace("\n", "\n    "))
+        if args.attribute:
+            _print_attribution(model, args.prompt, args.candidates[index])
+
+
+def _print_attribution(model: Any, prompt: str, candidate: str) -> None:
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    words = model.attribute(prompt, candidate)
+    print(f"    words: {words.highlighted(color=color)}")
+    prompt_words = model.attribute(prompt, candidate, side="prompt").top(5)
+    print("    prompt: " + ", ".join(f"{word!r} {value:+.3f}" for word, value in prompt_words))
 
 
 def _score_file(args: argparse.Namespace) -> None:

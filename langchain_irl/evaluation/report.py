@@ -36,12 +36,25 @@ class SuspiciousDemo:
     beaten_by: float  # share of its own input's policy samples that score higher
 
 
+@dataclass(frozen=True)
+class ScoredRecords:
+    """Every evaluated record with its reward: `texts[i]` answers `prompts[groups[i]]`."""
+
+    prompts: list[str]
+    groups: np.ndarray
+    texts: list[str]
+    rewards: np.ndarray
+    is_demo: np.ndarray
+    gold: np.ndarray
+
+
 @dataclass
 class EvalReport:
     metrics: dict[str, float]
     curve: dict[str, list[float]] | None
     suspicious: list[SuspiciousDemo]
     plots: list[Path] = field(default_factory=list)
+    records: ScoredRecords | None = None
 
 
 def matching_accuracy(
@@ -135,7 +148,8 @@ def evaluate(
                 )
     suspicious.sort(key=lambda demo: -demo.beaten_by)
 
-    report = EvalReport(metrics, curve, suspicious)
+    scored = ScoredRecords(unique_prompts, groups, texts, rewards, is_demo, gold)
+    report = EvalReport(metrics, curve, suspicious, records=scored)
     if plots_dir is not None:
         from langchain_irl.evaluation.plots import best_of_n_plot, reward_histogram
 

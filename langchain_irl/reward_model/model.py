@@ -16,6 +16,12 @@ import onnxruntime as ort
 from tqdm.auto import tqdm
 
 from langchain_irl.bundled import model_path
+from langchain_irl.reward_model.attribution import (
+    DEFAULT_MAX_SPANS,
+    Attribution,
+    Side,
+    attribute,
+)
 from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
     DEMOS_FILE,
@@ -291,6 +297,27 @@ class RewardModel:
                 for i, r in zip(nearest, demo_rewards, strict=True)
             ]
         return Explanation(score, percentile, neighbours)
+
+    def attribute(
+        self,
+        prompt: PromptInput,
+        candidate: str,
+        *,
+        side: Side = "candidate",
+        max_spans: int = DEFAULT_MAX_SPANS,
+    ) -> Attribution:
+        """Which words of the candidate (or, with `side="prompt"`, of the prompt) the reward
+        credits: each word's contribution r(full) - r(without that word), by occlusion through
+        this model's ONNX graphs (deterministic, no torch). Texts longer than `max_spans` words
+        are cut into that many runs of words.
+
+        ```python
+        attribution = rm.attribute("A cat chairs a board meeting.", "Any other business? Meow.")
+        attribution.top(3)  # [("Meow.", 0.41), ("business?", 0.12), ("Any", -0.03)]
+        print(attribution.highlighted())  # green raises the reward, red lowers it
+        ```
+        """
+        return attribute(self, prompt, candidate, side=side, max_spans=max_spans)
 
     @functools.cached_property
     def _demonstrations(self) -> tuple[list[dict], np.ndarray]:

@@ -1,0 +1,42 @@
+"""`langchain-irl report`: one static HTML page showing what a reward model learned."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from langchain_irl.cli.options import add_command, load_examples
+
+
+def add_parser(commands: Any) -> None:
+    report = add_command(
+        commands,
+        "report",
+        "an HTML page of what a reward learned: card, plots, attributions, preferences, probes",
+    )
+    report.add_argument("model", help="a bundled model's name or a reward-model folder")
+    report.add_argument("--out", type=Path, required=True, help="folder for index.html and plots")
+    report.add_argument("--demos", type=Path, help="held-out demonstrations JSONL")
+    report.add_argument("--samples", type=Path, help="held-out policy samples JSONL")
+    report.add_argument("--pairs", type=Path, help="held-out preference pairs JSONL (instead)")
+    report.add_argument(
+        "--attributed", type=int, default=40, help="outputs attributed for the phrase table"
+    )
+    report.add_argument("--probed", type=int, default=200, help="outputs the edit probes edit")
+    report.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    report.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from langchain_irl.evaluation.html_report import write_report
+    from langchain_irl.reward_model.model import RewardModel
+
+    demos = samples = None
+    if args.demos or args.samples or args.pairs:
+        demos, samples = load_examples(args)
+    model = RewardModel.load(args.model)
+    page = write_report(
+        model, args.out, demos, samples, attributed=args.attributed, probed=args.probed
+    )
+    print(f"wrote {page} (open it in a browser; the plots lie beside it)")

@@ -1,0 +1,168 @@
+"""What a reward learned to prefer, across data: phrases, surface features and edit probes.
+
+- **Phrases**: candidate attributions (`RewardModel.attribute`) pooled over many outputs, by word:
+  the words whose presence moves the reward most, on average.
+- **Surface features**: the Spearman correlation of the reward with length, punctuation, first
+  person and so on, *within* an input (each input's mean reward removed first), so that a feature
+  that merely differs between inputs does not count.
+- **Edit probes**: the mean change of the reward when an output is truncated, repeated, shuffled,
+  stripped of punctuation, or moved to another input, and how often the edit *raises* it. A
+  reward that likes repetition or shuffled words is one best-of-n will exploit.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from langchain_irl.evaluation.metrics import spearman
+from langchain_irl.reward_model.attribution import Attribution
+from langchain_irl.reward_model.model import RewardModel
+
+_FIRST_PERSON = re.compile(r"\b(i|me|my|mine|we|us|our|ours)\b", re.IGNORECASE)
+_SECOND_PERSON = re.compile(r"\b(you|your|yours)\b", re.IGNORECASE)
+_INNER_CAPITAL = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+_LIST_ITEM = re.compile(r"^\s*([-*•]|\d+[.)])\s", re.MULTILINE)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+SURFACE_FEATURES: dict[str, Callable[[str], float]] = {
+    "length (words)": lambda t: float(_words(t)),
+    "question mark": lambda t: float("?" in t),
+    "exclamation mark": lambda t: float("!" in t),
+    "first person (I, we, my)": lambda t: len(_FIRST_PERSON.findall(t)) / max(1, _words(t)),
+    "second person (you, your)": lambda t: len(_SECOND_PERSON.findall(t)) / max(1, _words(t)),
+    "capitalised words inside sentences (names)": lambda t: float(len(_INNER_CAPITAL.findall(t))),
+    "digits": lambda t: float(any(c.isdigit() for c in t)),
+    "quotation marks": lambda t: float(any(q in t for q in '"“”')),
+    "list items": lambda t: float(len(_LIST_ITEM.findall(t))),
+    "punctuation per word": lambda t: sum(c in string.punctuation for c in t) / max(1, _words(t)),
+}
+
+
+@dataclass(frozen=True)
+class FeatureEffect:
+    feature: str
+    spearman: float  # with the reward, within inputs
+    share: float  # share of outputs where the feature is non-zero
+
+
+@dataclass(frozen=True)
+class EditEffect:
+    edit: str
+    mean_change: float  # mean reward(edited) - reward(original)
+    raised: float  # share of outputs whose reward the edit raised
+    outputs: int
+
+
+@dataclass(frozen=True)
+class PhraseEffect:
+    phrase: str
+    mean_contribution: float
+    count: int
+
+
+def surface_preferences(
+    rewards: np.ndarray, groups: np.ndarray, texts: Sequence[str]
+) -> list[FeatureEffect]:
+    """Each surface feature's within-input Spearman correlation with the reward, strongest
+    first (features constant over the data are left out)."""
+    centred = np.asarray(rewards, dtype=np.float64).copy()
+    for group in np.unique(groups):
+        members = groups == group
+        centred[members] -= centred[members].mean()
+    effects = []
+    for name, feature in SURFACE_FEATURES.items():
+        values = np.array([feature(text) for text in texts], dtype=np.float64)
+        if np.ptp(values) == 0:
+            continue
+        effects.append(FeatureEffect(name, spearman(centred, values), float(np.mean(values != 0))))
+    return sorted(effects, key=lambda e: -abs(e.spearman))
+
+
+def _truncate(text: str, rng: np.random.Generator) -> str:
+    words = text.split(" ")
+    return " ".join(words[: max(1, len(words) // 2)])
+
+
+def _shuffle(text: str, rng: np.random.Generator) -> str:
+    words = text.split()
+    return " ".join(words[i] for i in rng.permutation(len(words)))
+
+
+def _strip_punctuation(text: str, rng: np.random.Generator) -> str:
+    return text.translate(str.maketrans("", "", string.punctuation))
+
+
+EDITS: dict[str, Callable[[str, np.random.Generator], str]] = {
+    "truncated to its first half": _truncate,
+    "repeated twice": lambda text, rng: f"{text} {text}",
+    "words shuffled": _shuffle,
+    "punctuation removed": _strip_punctuation,
+}
+MOVED = "moved to another input"
+
+
+def edit_probes(
+    model: RewardModel,
+    prompts: Sequence[str],
+    groups: np.ndarray,
+    texts: Sequence[str],
+    rewards: np.ndarray,
+    *,
+    seed: int = 0,
+) -> list[EditEffect]:
+    """The reward's response to each edit of every output (scored under its own input), and
+    to the output moved, unedited, to another input (needs two inputs or more)."""
+    rng = np.random.default_rng(seed)
+    effects = []
+    for name, edit in EDITS.items():
+        edited = [edit(text, rng) for text in texts]
+        changed = np.array([e != t for e, t in zip(edited, texts, strict=True)])
+        if not changed.any():
+            continue
+        after = model.score_by_input(
+            prompts, groups[changed], [e for e, c in zip(edited, changed, strict=True) if c]
+        )
+        effects.append(_effect(name, after - rewards[changed]))
+    inputs = np.unique(groups)
+    if len(inputs) > 1:
+        position = {g: i for i, g in enumerate(inputs)}
+        shift = rng.integers(1, len(inputs), size=len(texts))
+        elsewhere = inputs[(np.array([position[g] for g in groups]) + shift) % len(inputs)]
+        effects.append(_effect(MOVED, model.score_by_input(prompts, elsewhere, texts) - rewards))
+    return effects
+
+
+def _effect(name: str, change: np.ndarray) -> EditEffect:
+    return EditEffect(name, float(change.mean()), float((change > 0).mean()), len(change))
+
+
+def preferred_phrases(
+    attributions: Sequence[Attribution], *, min_count: int = 3, k: int = 12
+) -> tuple[list[PhraseEffect], list[PhraseEffect]]:
+    """Words (lower-cased, punctuation stripped) by their mean contribution over `attributions`:
+    the k most rewarded and the k most penalised, each seen at least `min_count` times."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for attribution in attributions:
+        for word, value in zip(attribution.words, attribution.contributions, strict=True):
+            key = word.lower().strip(string.punctuation + "\u201c\u201d\u2018\u2019")
+            if key and " " not in key:  # single words only: runs of words are not phrases
+                pooled[key].append(float(value))
+    effects = [
+        PhraseEffect(word, float(np.mean(values)), len(values))
+        for word, values in pooled.items()
+        if len(values) >= min_count
+    ]
+    effects.sort(key=lambda e: (-e.mean_contribution, e.phrase))
+    liked = [e for e in effects[:k] if e.mean_contribution > 0]
+    disliked = [e for e in reversed(effects[-k:]) if e.mean_contribution < 0]
+    return liked, disliked
