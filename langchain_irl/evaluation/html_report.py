@@ -228,8 +228,7 @@ def _preferences_section(
             phrases(disliked),
             "</div></div>",
             "<h3>Surface features</h3>",
-            "<p>Spearman correlation with the reward within an input (each input's mean "
-            "removed).</p>",
+            "<p>Spearman correlation with the reward within an input, averaged over inputs.</p>",
             _table(["feature", "Spearman", "outputs with it"], feature_rows),
             "<h3>Edit probes</h3>",
             "<p>How the reward moves when each output is edited. An edit that raises the reward "

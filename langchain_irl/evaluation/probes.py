@@ -3,8 +3,8 @@
 - **Phrases**: candidate attributions (`RewardModel.attribute`) pooled over many outputs, by word:
   the words whose presence moves the reward most, on average.
 - **Surface features**: the Spearman correlation of the reward with length, punctuation, first
-  person and so on, *within* an input (each input's mean reward removed first), so that a feature
-  that merely differs between inputs does not count.
+  person and so on, *within* each input (then averaged over inputs), so that a feature that
+  merely differs between inputs does not count.
 - **Edit probes**: the mean change of the reward when an output is truncated, repeated, shuffled,
   stripped of punctuation, or moved to another input, and how often the edit *raises* it. A
   reward that likes repetition or shuffled words is one best-of-n will exploit.
@@ -51,7 +51,7 @@ SURFACE_FEATURES: dict[str, Callable[[str], float]] = {
 @dataclass(frozen=True)
 class FeatureEffect:
     feature: str
-    spearman: float  # with the reward, within inputs
+    spearman: float  # with the reward within an input, averaged over inputs
     share: float  # share of outputs where the feature is non-zero
 
 
@@ -73,18 +73,18 @@ class PhraseEffect:
 def surface_preferences(
     rewards: np.ndarray, groups: np.ndarray, texts: Sequence[str]
 ) -> list[FeatureEffect]:
-    """Each surface feature's within-input Spearman correlation with the reward, strongest
-    first (features constant over the data are left out)."""
-    centred = np.asarray(rewards, dtype=np.float64).copy()
-    for group in np.unique(groups):
-        members = groups == group
-        centred[members] -= centred[members].mean()
+    """Each surface feature's Spearman correlation with the reward within an input (averaged
+    over the inputs where it varies, among 3 or more outputs), strongest first; features that
+    vary within no input are left out."""
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    members = [m for m in members if len(m) >= 3]
     effects = []
     for name, feature in SURFACE_FEATURES.items():
         values = np.array([feature(text) for text in texts], dtype=np.float64)
-        if np.ptp(values) == 0:
-            continue
-        effects.append(FeatureEffect(name, spearman(centred, values), float(np.mean(values != 0))))
+        within = [spearman(rewards[m], values[m]) for m in members if np.ptp(values[m]) > 0]
+        if within:
+            share = float(np.mean(values != 0))
+            effects.append(FeatureEffect(name, float(np.mean(within)), share))
     return sorted(effects, key=lambda e: -abs(e.spearman))
 
 
@@ -120,8 +120,8 @@ def edit_probes(
     *,
     seed: int = 0,
 ) -> list[EditEffect]:
-    """The reward's response to each edit of every output (scored under its own input), and
-    to the output moved, unedited, to another input (needs two inputs or more)."""
+    """The reward's response to each edit of every output (`texts[i]` answers
+    `prompts[groups[i]]`), and to the output moved, unedited, to another of `prompts`."""
     rng = np.random.default_rng(seed)
     effects = []
     for name, edit in EDITS.items():
@@ -133,11 +133,9 @@ def edit_probes(
             prompts, groups[changed], [e for e, c in zip(edited, changed, strict=True) if c]
         )
         effects.append(_effect(name, after - rewards[changed]))
-    inputs = np.unique(groups)
-    if len(inputs) > 1:
-        position = {g: i for i, g in enumerate(inputs)}
-        shift = rng.integers(1, len(inputs), size=len(texts))
-        elsewhere = inputs[(np.array([position[g] for g in groups]) + shift) % len(inputs)]
+    if len(prompts) > 1:  # each output scored under another input, drawn from all of them
+        shift = rng.integers(1, len(prompts), size=len(texts))
+        elsewhere = (np.asarray(groups) + shift) % len(prompts)
         effects.append(_effect(MOVED, model.score_by_input(prompts, elsewhere, texts) - rewards))
     return effects
 
