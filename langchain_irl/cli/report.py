@@ -24,6 +24,12 @@ def add_parser(commands: Any) -> None:
         "--attributed", type=int, default=40, help="outputs attributed for the phrase table"
     )
     report.add_argument("--probed", type=int, default=200, help="outputs the edit probes edit")
+    report.add_argument(
+        "--screenshot",
+        type=Path,
+        help="also save the whole page as a PNG, as headless Chromium shows it at 1280 pixels "
+        "wide (needs Chromium and the websockets package)",
+    )
     report.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
     report.set_defaults(run=run)
 
@@ -40,3 +46,12 @@ def run(args: argparse.Namespace) -> None:
         model, args.out, demos, samples, attributed=args.attributed, probed=args.probed
     )
     print(f"wrote {page} (open it in a browser; the plots lie beside it)")
+    if args.screenshot:
+        from langchain_irl.testing.browser import chromium
+
+        with chromium(width=1280) as browser:
+            browser.open(page)
+            if browser.errors():
+                raise RuntimeError(f"{page}: the browser reported {browser.errors()}")
+            args.screenshot.write_bytes(browser.screenshot())
+        print(f"wrote {args.screenshot}")
