@@ -84,7 +84,7 @@ def test_long_text_is_truncated_not_an_error(
     model: RewardModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     words = "the cat sat on the mat " * 200_000  # ~4.6 MB
-    tokenizer = model.encoder._tokenizer
+    tokenizer = model.encoder.reader._tokenizer
     seen: list[int] = []
     real_encode_batch = tokenizer.encode_batch
 
@@ -92,7 +92,7 @@ def test_long_text_is_truncated_not_an_error(
         seen.extend(len(text) for text in texts)
         return real_encode_batch(texts)
 
-    monkeypatch.setattr(model.encoder, "_tokenizer", _Proxy(tokenizer, recording))
+    monkeypatch.setattr(model.encoder.reader, "_tokenizer", _Proxy(tokenizer, recording))
     long_score = model.score(words, [words])
     # the tokenizer never sees more than 64 characters per allowed token: bounded work
     assert max(seen) <= model.card.max_tokens * CHARS_PER_TOKEN_BOUND < len(words)
