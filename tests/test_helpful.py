@@ -90,7 +90,7 @@ def test_chunks_read_past_the_first_window(encoder: OnnxEncoder) -> None:
     assert not np.allclose(one[1], four[1])
     np.testing.assert_allclose(np.linalg.norm(four, axis=1), 1.0, rtol=1e-5)
     # the pooled embedding is the normalised mean of the windows' embeddings
-    windows = encoder._tokenizer.encode(long)
+    windows = encoder.reader._tokenizer.encode(long)
     parts = [encoder._embed_one(w) for w in [windows, *windows.overflowing][:4]]
     mean = np.mean(parts, axis=0)
     np.testing.assert_allclose(four[1], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)

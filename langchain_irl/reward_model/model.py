@@ -105,6 +105,7 @@ class RewardModel:
     # array([ 1.31, -0.42], dtype=float32): higher is better
     rm.percentile(1.31)  # % of held-out demonstrations scoring at or below
     rm.explain("A cat chairs a board meeting.", "Any other business?")  # nearest demos
+    rm.attribute("A cat chairs a board meeting.", "Any other business?").top(3)  # which words
     ```
 
     **Async**
@@ -313,7 +314,7 @@ class RewardModel:
 
         ```python
         attribution = rm.attribute("A cat chairs a board meeting.", "Any other business? Meow.")
-        attribution.top(3)  # [("Meow.", 0.41), ("business?", 0.12), ("Any", -0.03)]
+        attribution.top(3)  # caption-humor: [("other", -0.5), ("business?", 0.49), ("Any", -0.47)]
         print(attribution.highlighted())  # green raises the reward, red lowers it
         ```
         """
