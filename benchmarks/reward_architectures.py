@@ -8,9 +8,10 @@ Each row trains a reward with the library's own pipeline (`train`), so its figur
 measured on inputs the trainer held out by input (contest, dialogue, instruction; seed 0, the
 same split for every row of a data set), with the int8 model as users run it. A row of a bundled
 model can instead be read from its card (`--card`): the card was written by the same pipeline on
-the same data and split. Training minutes are wall-clock on this machine; runtime is the median
-time to score 16 held-out candidates of one input (after one warm-up call), in milliseconds.
-Results are appended to `build/architectures/results.jsonl`. Needs the [train] extra.
+the same data and split. Training minutes are wall-clock on this machine. `table` measures the
+runtime of every row in one process, one model after another: the median time to score 16
+held-out candidates of one input (after one warm-up call), in milliseconds. Results are appended
+to `build/architectures/results.jsonl`. Needs the [train] extra.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ ROWS: dict[str, tuple[Callable[[], tuple[list[Example], list[Example]]], dict[st
         captions,
         {**CAPTIONS, "architecture": "cross-encoder", "fine_tune": fine_tuned(500)},
     ),
+    "hh-bi-frozen": (hh, HH),
     "hh-bi": (hh, {**HH, "fine_tune": fine_tuned(300, samples=1)}),
     "hh-cross": (
         hh,
@@ -110,25 +112,33 @@ def run(name: str, card: Path | None, steps: int | None) -> dict[str, Any]:
         folder = card
     model = RewardModel.load(folder)
     prompt, candidates = _sixteen_held_out(model, demos, samples)
-    model.score(prompt, candidates)  # warm-up
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        model.score(prompt, candidates)
-        timings.append(1000 * (time.perf_counter() - started))
     result = {
         "row": name,
+        "folder": str(folder.resolve()),
         "architecture": model.card.head.kind,
         "fine_tune_steps": (model.card.training_data.get("fine_tune") or {}).get("steps", 0),
         "from_card": str(card) if card else None,
         "training_minutes": minutes,
-        "runtime_ms_16": statistics.median(timings),
+        "prompt": prompt,
+        "candidates": candidates,
         **{column: model.card.metrics.get(column) for column in COLUMNS},
     }
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "results.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(result) + "\n")
     return result
+
+
+def runtime_ms(folder: str, prompt: str, candidates: list[str]) -> float:
+    """Median milliseconds to score the 16 candidates (after one warm-up call)."""
+    with RewardModel.load(folder) as model:
+        model.score(prompt, candidates)
+        timings = []
+        for _ in range(7):
+            started = time.perf_counter()
+            model.score(prompt, candidates)
+            timings.append(1000 * (time.perf_counter() - started))
+    return statistics.median(timings)
 
 
 def _sixteen_held_out(
@@ -149,8 +159,13 @@ def _validation(model: RewardModel, demos: list[Example]) -> set[str]:
 
 
 def table() -> None:
-    rows = [json.loads(line) for line in (OUT / "results.jsonl").open(encoding="utf-8")]
-    latest = {row["row"]: row for row in rows}  # a row measured again replaces the old one
+    """Every row measured so far; runtimes are measured now, one model after another in this
+    process, so that they compare side by side."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in (OUT / "results.jsonl").open(encoding="utf-8"):
+        row = json.loads(line)  # a row measured again updates the old one (None keeps it)
+        merged = latest.setdefault(row["row"], {"training_minutes": None})
+        merged.update({key: value for key, value in row.items() if value is not None})
     header = ["row", "arch", "steps", *COLUMNS, "train min", "ms/16"]
     print(" | ".join(header))
     for name in ROWS:
@@ -158,9 +173,10 @@ def table() -> None:
             continue
         row = latest[name]
         cells = [name, row["architecture"], str(row["fine_tune_steps"])]
-        cells += ["—" if row[c] is None else f"{row[c]:.3f}" for c in COLUMNS]
+        cells += ["—" if row.get(c) is None else f"{row[c]:.3f}" for c in COLUMNS]
         minutes = row["training_minutes"]
-        cells += ["card" if minutes is None else f"{minutes:.1f}", f"{row['runtime_ms_16']:.0f}"]
+        cells.append("card" if minutes is None else f"{minutes:.1f}")
+        cells.append(f"{runtime_ms(row['folder'], row['prompt'], row['candidates']):.0f}")
         print(" | ".join(cells))
 
 
