@@ -74,6 +74,12 @@ class TrainConfig(BaseModel):
     """Model name (default: the output folder's name)."""
     description: str = ""
 
+    @property
+    def prompt_reading(self) -> Truncation:
+        """`prompt_keeps` as resolved when the config was built (never None)."""
+        assert self.prompt_keeps is not None
+        return self.prompt_keeps
+
     @model_validator(mode="after")
     def _prompt_keeps_by_format(self) -> TrainConfig:
         if self.prompt_keeps is None:

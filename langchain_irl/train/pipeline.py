@@ -216,7 +216,7 @@ def train(
                 demos,
                 samples,
                 config.prompt_format,
-                config.prompt_keeps,
+                config.prompt_reading,
                 config.candidate_chunks,
                 architecture=config.architecture,
             )
@@ -255,7 +255,7 @@ def train(
             head=head_info,
             max_tokens=config.max_tokens,
             prompt_format=config.prompt_format,
-            prompt_keeps=config.prompt_keeps,
+            prompt_keeps=config.prompt_reading,
             candidate_chunks=config.candidate_chunks,
             objective=config.objective,
             training_data=summary,
@@ -364,7 +364,7 @@ def _fine_tune(
         records.texts,
         records.groups,
         architecture=config.architecture,
-        prompt_keeps=config.prompt_keeps,
+        prompt_keeps=config.prompt_reading,
     )
     layers, report = fine_tune(
         torch_encoder,
