@@ -176,7 +176,8 @@ def table() -> None:
         cells += ["—" if row.get(c) is None else f"{row[c]:.3f}" for c in COLUMNS]
         minutes = row["training_minutes"]
         cells.append("card" if minutes is None else f"{minutes:.1f}")
-        cells.append(f"{runtime_ms(row['folder'], row['prompt'], row['candidates']):.0f}")
+        if "folder" in row:  # rows recorded before runtimes were measured here have none
+            cells.append(f"{runtime_ms(row['folder'], row['prompt'], row['candidates']):.0f}")
         print(" | ".join(cells))
 
 
