@@ -6,17 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, load_examples
+from langchain_irl.cli.options import add_command, example_options, load_examples, model_argument
 
 
 def add_parser(commands: Any) -> None:
     evaluate = add_command(
         commands, "eval", "metrics, plots and suspicious demonstrations of a model on data"
     )
-    evaluate.add_argument("model", help="a bundled model's name or a reward-model folder")
-    evaluate.add_argument("--demos", type=Path, help="demonstrations JSONL")
-    evaluate.add_argument("--samples", type=Path, help="policy samples JSONL")
-    evaluate.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    model_argument(evaluate)
+    example_options(evaluate)
     evaluate.add_argument(
         "--adversarial",
         type=Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 ENCODER_HELP = (
@@ -24,6 +25,19 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 def add_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose description is its one-line help."""
     return commands.add_parser(name, help=help, description=help, formatter_class=Formatter)
+
+
+def model_argument(parser: argparse.ArgumentParser) -> None:
+    """The reward model a command reads: a bundled name or a folder."""
+    parser.add_argument("model", help="a bundled model's name or a reward-model folder")
+
+
+def example_options(parser: argparse.ArgumentParser, kind: str = "") -> None:
+    """--demos and --samples, or --pairs: what `load_examples` reads (`kind`, e.g. "held-out ",
+    prefixes each help)."""
+    parser.add_argument("--demos", type=Path, help=f"{kind}demonstrations JSONL")
+    parser.add_argument("--samples", type=Path, help=f"{kind}policy samples JSONL")
+    parser.add_argument("--pairs", type=Path, help=f"{kind}preference pairs JSONL (instead)")
 
 
 def positive(value: str) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, load_examples
+from langchain_irl.cli.options import add_command, example_options, load_examples, model_argument
 
 
 def add_parser(commands: Any) -> None:
@@ -15,11 +15,9 @@ def add_parser(commands: Any) -> None:
         "report",
         "an HTML page of what a reward learned: card, plots, attributions, preferences, probes",
     )
-    report.add_argument("model", help="a bundled model's name or a reward-model folder")
+    model_argument(report)
     report.add_argument("--out", type=Path, required=True, help="folder for index.html and plots")
-    report.add_argument("--demos", type=Path, help="held-out demonstrations JSONL")
-    report.add_argument("--samples", type=Path, help="held-out policy samples JSONL")
-    report.add_argument("--pairs", type=Path, help="held-out preference pairs JSONL (instead)")
+    example_options(report, "held-out ")
     report.add_argument(
         "--attributed", type=int, default=40, help="outputs attributed for the phrase table"
     )

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import actor_cpus, add_command, batch_options, run_job
+from langchain_irl.cli.options import (
+    actor_cpus,
+    add_command,
+    batch_options,
+    model_argument,
+    run_job,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -17,7 +23,7 @@ def add_parser(commands: Any) -> None:
         "score",
         "score candidate outputs for a prompt, or every row of a JSONL file (--input, --out)",
     )
-    score.add_argument("model", help="a bundled model's name or a reward-model folder")
+    model_argument(score)
     score.add_argument("--prompt", help="the input the candidates answer")
     score.add_argument("candidates", nargs="*", help="candidate outputs")
     score.add_argument(

@@ -7,14 +7,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import ENCODER_HELP, add_command, load_examples, positive, share
+from langchain_irl.cli.options import (
+    ENCODER_HELP,
+    add_command,
+    example_options,
+    load_examples,
+    positive,
+    share,
+)
 
 
 def add_parser(commands: Any) -> None:
     train = add_command(commands, "train", "learn a reward model folder from demonstrations")
-    train.add_argument("--demos", type=Path, help="demonstrations JSONL")
-    train.add_argument("--samples", type=Path, help="policy samples JSONL")
-    train.add_argument("--pairs", type=Path, help="preference pairs JSONL (instead)")
+    example_options(train)
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument(
         "--objective",
