@@ -285,12 +285,15 @@ class RewardModel:
         """The candidate's reward, its percentile among demonstrations, and the k training
         demonstrations whose outputs are closest to it, with their rewards for this prompt."""
         scorer = self.scorer(prompt)
-        score = float(scorer.score([candidate])[0][0])
+        rewards, embeddings = scorer.score([candidate])
+        score = float(rewards[0])
         percentile = None if self._demo_scores is None else float(self.percentile(score))
         demos, demo_embeddings = self._demonstrations
         neighbours = []
         if demos:
-            similarity = demo_embeddings @ self.embed([candidate])[0]
+            # a cross-encoder's scorer embeds the (prompt, candidate) pair: compare outputs alone
+            own = self.embed([candidate])[0] if self.is_cross_encoder else embeddings[0]
+            similarity = demo_embeddings @ own
             nearest = np.argsort(-similarity)[:k]
             demo_rewards, _ = scorer.score([demos[i]["output"] for i in nearest])
             neighbours = [

@@ -6,11 +6,12 @@ with it, so the card's metrics are those of the model exactly as users will run 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,7 +246,8 @@ def train(
         summary["inputs"] = len(data.prompts)
 
         reference = head_forward(layers, valid_set.phi(head_info.features))
-        _write_demonstrations(work, train_set, _onnx_encoder(work, config, fp32_info.normalize))
+        encoder = functools.partial(_onnx_encoder, work, config, fp32_info.normalize)
+        _write_demonstrations(work, train_set, encoder)
         head_graph = build_head(layers, fp32_info.dim, len(head_info.features), head_info.kind)
         onnx.save(head_graph, work / HEAD_FILE)
         card = ModelCard(
@@ -386,11 +388,14 @@ def _fine_tune(
 
 
 def _write_demonstrations(
-    work: Path, records: EncodedSet, encoder: OnnxEncoder | CachedEncoder, limit: int = 5000
+    work: Path,
+    records: EncodedSet,
+    encoder: Callable[[], OnnxEncoder | CachedEncoder],
+    limit: int = 5000,
 ) -> None:
     """Training demonstrations (at most `limit`, a fixed sample) and their outputs' embeddings,
-    for `RewardModel.explain` (a cross-encoder's records hold pair embeddings: the outputs are
-    embedded alone here)."""
+    for `RewardModel.explain`. A cross-encoder's records hold pair embeddings: its outputs are
+    embedded alone here, by the encoder `encoder` builds (called for a cross-encoder only)."""
     demos = np.flatnonzero(records.is_demo)
     if len(demos) > limit:
         demos = np.sort(np.random.default_rng(0).choice(demos, size=limit, replace=False))
@@ -404,7 +409,7 @@ def _write_demonstrations(
     ]
     (work / DEMOS_FILE).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
     if records.prompt_embeddings is None:
-        embeddings, _ = encoder.encode([records.texts[i] for i in demos])
+        embeddings, _ = encoder().encode([records.texts[i] for i in demos])
     else:
         embeddings = records.embeddings[demos]
     np.save(work / DEMO_EMBEDDINGS_FILE, embeddings.astype(np.float16))
