@@ -88,7 +88,7 @@ def test_head_graph_matches_numpy(tmp_path: Path) -> None:
         (rng.normal(size=(2 * dim + n_features, 5)), rng.normal(size=5)),
         (rng.normal(size=(5, 1)), rng.normal(size=1)),
     ]
-    onnx.save(build_head(layers, dim, n_features), tmp_path / "head.onnx")
+    onnx.save(build_head([layers], dim, n_features), tmp_path / "head.onnx")
     session = ort.InferenceSession(str(tmp_path / "head.onnx"))
     prompt, candidates = rng.normal(size=(1, dim)), rng.normal(size=(6, dim))
     features = rng.normal(size=(6, n_features))
@@ -106,4 +106,4 @@ def test_head_graph_matches_numpy(tmp_path: Path) -> None:
 
 def test_head_shape_is_checked() -> None:
     with pytest.raises(ValueError, match="must map 17 inputs"):
-        build_head([(np.zeros((3, 1)), np.zeros(1))], dim=8, n_features=1)
+        build_head([[(np.zeros((3, 1)), np.zeros(1))]], dim=8, n_features=1)

@@ -138,7 +138,10 @@ def reward_metrics(
     - with `gold` and `lengths` (of the texts), two length controls, since judges like length:
       `best_of_{n}_gap_closed_longest`, the same share for "pick the longest" on the same draws,
       and `partial_spearman_gold_given_length` (mean over inputs, with `_ci_low`/`_ci_high`, its
-      95% interval): what the reward knows about the gold score beyond the text's length.
+      95% interval): what the reward knows about the gold score beyond the text's length;
+    - with `lengths`: `length_spearman`, the reward's Spearman correlation with length within an
+      input (mean over inputs), and with `gold` too, `gold_length_spearman`, the gold score's:
+      how much the reward leans on length beside how much the humans or the judge do.
     """
     metrics = {"auc": rank_auc(rewards[is_demo], rewards[~is_demo])}
     correct = pairs = 0.0
@@ -165,6 +168,8 @@ def reward_metrics(
         metrics["spearman_gold"] = float(np.mean(correlations))
         curve = best_of_n_curve(per_group_rewards, per_group_gold, [best_of])
         metrics[f"best_of_{best_of}_gap_closed"] = gap_closed(curve)
+    if lengths is not None:
+        metrics |= _length_leaning(rewards, groups, lengths, gold)
     if per_group_lengths:
         longest = best_of_n_curve(per_group_lengths, per_group_gold, [best_of])  # same draws
         metrics[f"best_of_{best_of}_gap_closed_longest"] = gap_closed(longest)
@@ -173,3 +178,22 @@ def reward_metrics(
             partials
         )
     return metrics
+
+
+def _length_leaning(
+    rewards: np.ndarray, groups: np.ndarray, lengths: np.ndarray, gold: np.ndarray | None
+) -> dict[str, float]:
+    """Within-input Spearman correlations with length, of the reward and of the gold score."""
+    scores = {"length_spearman": rewards}
+    if gold is not None:
+        scores["gold_length_spearman"] = gold
+    leaning = {}
+    for name, values in scores.items():
+        within = []
+        for group in np.unique(groups):
+            members = (groups == group) & np.isfinite(values)
+            if members.sum() >= 3 and np.ptp(lengths[members]) > 0:
+                within.append(spearman(values[members], lengths[members].astype(np.float64)))
+        if within:
+            leaning[name] = float(np.mean(within))
+    return leaning

@@ -21,6 +21,7 @@ from langchain_irl.evaluation.metrics import (
     gap_closed,
     reward_metrics,
 )
+from langchain_irl.evaluation.probes import edit_metrics
 from langchain_irl.reward_model.model import RewardModel
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def evaluate(
     matching = matching_accuracy(model, unique_prompts, groups, texts, is_demo)
     if matching is not None:  # does the reward read the input? (chance: 0.2)
         metrics["matching_accuracy"] = matching
+    metrics |= edit_metrics(model, unique_prompts, groups, texts, rewards)
     curve = None
     if has_gold:
         per_group = [np.flatnonzero((groups == g) & np.isfinite(gold)) for g in np.unique(groups)]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from langchain_irl.data.edits import EDITS, check_edits
 from langchain_irl.reward_model.card import Architecture
 from langchain_irl.reward_model.encoder import Truncation
 from langchain_irl.reward_model.rendering import PromptFormat
@@ -67,6 +68,11 @@ class TrainConfig(BaseModel):
     off_topic: int = Field(default=0, ge=0)
     """Demonstrations of other inputs added to each candidate set as negatives: they teach the
     reward to depend on the input (see the card's `matching_accuracy`)."""
+    edits: tuple[str, ...] = tuple(EDITS)
+    """Edits (`data.edits`) whose copies of each training demonstration are ranked below it: the
+    demonstration repeated, shuffled, cut to half, stripped of punctuation. Empty: none."""
+    edit_weight: float = Field(default=1.0, ge=0)
+    """Weight of the edit ranking term beside the objective (see `train.losses`)."""
     quantize: bool = True
     validation_share: float = Field(default=0.15, ge=0, lt=1)
     seed: int = 0
@@ -107,6 +113,11 @@ class TrainConfig(BaseModel):
                 "off-topic negatives need a cross-encoder to read each output with other "
                 "inputs: fine-tune it (fine_tune), or use off_topic=0 with a frozen encoder"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _known_edits(self) -> TrainConfig:
+        check_edits(self.edits)
         return self
 
     @model_validator(mode="after")

@@ -155,11 +155,13 @@ def fine_tune(
     config: FineTuneConfig,
     *,
     off_topic: int = 0,
+    source: np.ndarray | None = None,
+    edit_weight: float = 1.0,
     seed: int = 0,
 ) -> tuple[list[Layer], FineTuneReport]:
     """Train `encoder` in place (it ends on the CPU); return the jointly trained head's layers
-    and the throughput."""
-    sets = CandidateSets.from_groups(batches.groups, is_demo)
+    and the throughput. `source` and `edit_weight`: the edit negatives, as in `train_head`."""
+    sets = CandidateSets.from_groups(batches.groups, is_demo, source)
     if len(sets.demos) == 0:
         raise ValueError("no input has both a demonstration and a policy sample to fine-tune on")
     device = resolve_device(config.device)
@@ -183,7 +185,8 @@ def fine_tune(
         # The same batches whether the run was resumed or not.
         rng = np.random.default_rng([seed, step])
         rows = rng.choice(len(sets.demos), size=min(config.batch, len(sets.demos)), replace=False)
-        return batches(sets.draw(config.samples_per_demo, rng, rows, off_topic=off_topic))
+        matrix = sets.draw(config.samples_per_demo, rng, rows, off_topic=off_topic, edits=True)
+        return batches(matrix)
 
     encoder.train()
     started = time.perf_counter()
@@ -202,7 +205,8 @@ def fine_tune(
                 upcoming = tokenizer.submit(prepare, step + 1)
             torch.manual_seed(seed * 1_000_003 + step)  # the same dropout masks, resumed or not
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                loss = objective_loss(objective, _rewards(encoder, head, batch, device).float())
+                rewards = _rewards(encoder, head, batch, device).float()
+                loss = objective_loss(objective, rewards, sets.edit_columns, edit_weight)
             optimizer.zero_grad()
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -42,15 +42,22 @@ def head_forward(layers: Sequence[Layer], phi: np.ndarray) -> np.ndarray:
 
 
 def build_head(
-    layers: Sequence[Layer], dim: int, n_features: int, kind: Architecture = "bi-encoder"
+    members: Sequence[Sequence[Layer]],
+    dim: int,
+    n_features: int,
+    kind: Architecture = "bi-encoder",
 ) -> onnx.ModelProto:
     """An ONNX graph -> reward (n,). A bi-encoder's inputs: prompt_embedding (1|n, dim),
     candidate_embedding (n, dim), candidate_features (n, f); a cross-encoder's: pair_embedding
-    (n, dim), candidate_features (n, f)."""
+    (n, dim), candidate_features (n, f).
+
+    `members`: the MLPs of an ensemble over the same phi. One member gives `reward` alone;
+    several give `member_rewards` (n, members) too, and `reward` is their mean."""
     cross = kind == "cross-encoder"
     expected = (1 if cross else 2) * dim + n_features
-    if layers[0][0].shape[0] != expected or layers[-1][0].shape[1] != 1:
-        raise ValueError(f"head layers must map {expected} inputs to 1 output")
+    for layers in members:
+        if layers[0][0].shape[0] != expected or layers[-1][0].shape[1] != 1:
+            raise ValueError(f"head layers must map {expected} inputs to 1 output")
     features = helper.make_tensor_value_info(
         "candidate_features", TensorProto.FLOAT, ["n", n_features]
     )
@@ -78,26 +85,37 @@ def build_head(
             features,
         ]
     initializers = []
-    current = "h0"
-    for index, (weight, bias) in enumerate(layers):
-        w_name, b_name, out = f"w{index}", f"b{index}", f"h{index + 1}"
-        initializers += [
-            numpy_helper.from_array(np.asarray(weight, np.float32), w_name),
-            numpy_helper.from_array(np.asarray(bias, np.float32).reshape(-1), b_name),
+    # One member keeps the names it always had, so that its graph stays byte-identical.
+    prefixes = [""] if len(members) == 1 else [f"m{j}_" for j in range(len(members))]
+    columns = []
+    for prefix, layers in zip(prefixes, members, strict=True):
+        current = "h0"
+        for index, (weight, bias) in enumerate(layers):
+            w_name, b_name, out = f"{prefix}w{index}", f"{prefix}b{index}", f"{prefix}h{index + 1}"
+            initializers += [
+                numpy_helper.from_array(np.asarray(weight, np.float32), w_name),
+                numpy_helper.from_array(np.asarray(bias, np.float32).reshape(-1), b_name),
+            ]
+            nodes.append(helper.make_node("Gemm", [current, w_name, b_name], [out]))
+            if index < len(layers) - 1:
+                nodes.append(helper.make_node("Relu", [out], [f"{out}r"]))
+                out = f"{out}r"
+            current = out
+        columns.append(current)
+    outputs = [helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["n"])]
+    if len(members) == 1:
+        initializers.append(numpy_helper.from_array(np.array([1], np.int64), "squeeze_axes"))
+        nodes.append(helper.make_node("Squeeze", [columns[0], "squeeze_axes"], ["reward"]))
+    else:
+        nodes += [
+            helper.make_node("Concat", columns, ["member_rewards"], axis=1),
+            helper.make_node("ReduceMean", ["member_rewards"], ["reward"], axes=[1], keepdims=0),
         ]
-        nodes.append(helper.make_node("Gemm", [current, w_name, b_name], [out]))
-        if index < len(layers) - 1:
-            nodes.append(helper.make_node("Relu", [out], [f"{out}r"]))
-            out = f"{out}r"
-        current = out
-    initializers.append(numpy_helper.from_array(np.array([1], np.int64), "squeeze_axes"))
-    nodes.append(helper.make_node("Squeeze", [current, "squeeze_axes"], ["reward"]))
+        outputs.append(
+            helper.make_tensor_value_info("member_rewards", TensorProto.FLOAT, ["n", len(members)])
+        )
     graph = helper.make_graph(
-        nodes,
-        "reward_head",
-        inputs=inputs,
-        outputs=[helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["n"])],
-        initializer=initializers,
+        nodes, "reward_head", inputs=inputs, outputs=outputs, initializer=initializers
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="langchain-irl"

@@ -134,13 +134,18 @@ def train_head(
     hidden: Sequence[int] = (),
     samples_per_demo: int = 8,
     off_topic: int = 0,
+    source: np.ndarray | None = None,
+    edit_weight: float = 1.0,
     max_epochs: int = 400,
     patience: int = 25,
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-3,
     seed: int = 0,
 ) -> list[Layer]:
-    """The head on frozen features; early stopping on a tenth of the training inputs."""
+    """The head on frozen features; early stopping on a tenth of the training inputs.
+
+    `source[i]` names the demonstration that record i is an edited copy of (-1: an original):
+    each demonstration is ranked above its copies with weight `edit_weight` (`losses`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     groups = data.groups
@@ -148,8 +153,12 @@ def train_head(
     n_stop = max(1, len(inputs) // 10) if len(inputs) > 1 else 0
     stop_inputs = rng.permutation(inputs)[:n_stop]
     holdout = np.isin(groups, stop_inputs)
-    fit_sets = CandidateSets.from_groups(np.where(holdout, -1, groups), is_demo & ~holdout)
-    stop_sets = CandidateSets.from_groups(np.where(holdout, groups, -1), is_demo & holdout)
+    fit_sets = CandidateSets.from_groups(np.where(holdout, -1, groups), is_demo & ~holdout, source)
+    stop_sets = CandidateSets.from_groups(np.where(holdout, groups, -1), is_demo & holdout, source)
+
+    def loss(rewards: torch.Tensor, sets: CandidateSets) -> torch.Tensor:
+        return objective_loss(objective, rewards, sets.edit_columns, edit_weight)
+
     if len(fit_sets.demos) == 0:
         raise ValueError("no training input has both a demonstration and a policy sample")
     head = RewardHead(data.size, hidden)
@@ -157,19 +166,19 @@ def train_head(
     stop_phi = None
     if len(stop_sets.demos):
         stop_off_topic = off_topic if len(np.unique(stop_sets.groups)) > 1 else 0
-        stop_phi = data.phi(stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic))
+        stop_matrix = stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic, edits=True)
+        stop_phi = data.phi(stop_matrix)
     best = (np.inf, head.state_dict())
     waited = 0
     for _ in tqdm(range(max_epochs), desc=f"{objective} head", unit="epoch", leave=False):
-        matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic)
-        loss = objective_loss(objective, head(data.phi(matrix)))
+        matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic, edits=True)
         optimizer.zero_grad()
-        loss.backward()
+        loss(head(data.phi(matrix)), fit_sets).backward()
         optimizer.step()
         if stop_phi is None:
             continue
         with torch.no_grad():
-            held = float(objective_loss(objective, head(stop_phi)))
+            held = float(loss(head(stop_phi), stop_sets))
         if held < best[0] - 1e-4:
             best, waited = (held, {k: v.clone() for k, v in head.state_dict().items()}), 0
         else:
@@ -179,7 +188,8 @@ def train_head(
     if stop_phi is not None:
         head.load_state_dict(best[1])
         logger.info("%s head: early-stopping loss %.4f", objective, best[0])
-    samples = np.flatnonzero(~is_demo)[:, None]
+    is_copy = np.zeros(len(groups), bool) if source is None else source >= 0
+    samples = np.flatnonzero(~is_demo & ~is_copy)[:, None]
     with torch.no_grad():
         sample_phi = data.phi(samples)[:, 0].numpy()
     return standardised_layers(head, sample_phi)

@@ -10,6 +10,11 @@ matrix whose column 0 is the demonstration. With rewards R (rows, 1 + K):
   softplus(R[:, 1:]).
 
 Each adds a small reward-centering term (mean reward)^2 so rewards stay near zero.
+
+Edit negatives (`data.edits`: the demonstration repeated, shuffled, cut short, ...) come as the
+last columns of a row. They are not policy samples, so they stay out of the objective above: each
+adds a Bradley-Terry term softplus(R_edit - R_demo), weighted, that ranks the demonstration above
+its own edited copy whatever the objective.
 """
 
 from __future__ import annotations
@@ -24,7 +29,19 @@ TORCH_OBJECTIVES = ("maxent", "bt", "logistic")
 CENTERING = 0.01
 
 
-def objective_loss(objective: str, rewards: torch.Tensor) -> torch.Tensor:
+def objective_loss(
+    objective: str, rewards: torch.Tensor, edits: int = 0, edit_weight: float = 1.0
+) -> torch.Tensor:
+    """The objective over each row's first columns, plus the edit term over its last `edits`."""
+    if edits:
+        edited = rewards[:, -edits:]
+        rewards = rewards[:, :-edits]
+        ranking = edit_weight * F.softplus(edited - rewards[:, :1]).mean()
+        return _objective(objective, rewards) + ranking
+    return _objective(objective, rewards)
+
+
+def _objective(objective: str, rewards: torch.Tensor) -> torch.Tensor:
     demo, samples = rewards[:, 0], rewards[:, 1:]
     if objective == "maxent":
         loss = (torch.logsumexp(rewards, dim=1) - demo).mean()
@@ -39,17 +56,31 @@ def objective_loss(objective: str, rewards: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CandidateSets:
-    """For each demonstration, the policy samples of the same input (record indices)."""
+    """For each demonstration, the policy samples of the same input and its own edited copies
+    (record indices)."""
 
     demos: np.ndarray
     samples: list[np.ndarray]
     groups: np.ndarray  # the input of each demonstration
+    edits: np.ndarray  # (demos, edit columns): its edited copies, padded with the demo itself
 
     @classmethod
-    def from_groups(cls, groups: np.ndarray, is_demo: np.ndarray) -> CandidateSets:
-        by_group = {g: np.flatnonzero((groups == g) & ~is_demo) for g in np.unique(groups)}
+    def from_groups(
+        cls, groups: np.ndarray, is_demo: np.ndarray, source: np.ndarray | None = None
+    ) -> CandidateSets:
+        """`source[i]` is the demonstration that record i is an edited copy of (-1: none)."""
+        source = np.full(len(groups), -1) if source is None else source
+        is_sample = ~is_demo & (source < 0)
+        by_group = {g: np.flatnonzero((groups == g) & is_sample) for g in np.unique(groups)}
         demos = np.array([i for i in np.flatnonzero(is_demo) if len(by_group[groups[i]])], int)
-        return cls(demos, [by_group[groups[i]] for i in demos], groups[demos])
+        copies = [np.flatnonzero(source == i) for i in demos]
+        width = max((len(c) for c in copies), default=0)
+        edits = np.array(
+            [[*c, *[i] * (width - len(c))] for i, c in zip(demos, copies, strict=True)], int
+        )
+        return cls(
+            demos, [by_group[groups[i]] for i in demos], groups[demos], edits.reshape(len(demos), width)
+        )
 
     def draw(
         self,
@@ -57,11 +88,13 @@ class CandidateSets:
         rng: np.random.Generator,
         rows: np.ndarray | None = None,
         off_topic: int = 0,
+        edits: bool = False,
     ) -> np.ndarray:
-        """An index matrix (rows, 1 + k + off_topic): each demo, k of its samples (with
-        replacement only when it has fewer than k), then `off_topic` demonstrations of other
+        """An index matrix (rows, 1 + k + off_topic [+ edit columns]): each demo, k of its samples
+        (with replacement only when it has fewer than k), then `off_topic` demonstrations of other
         inputs: outputs the policy could give here too, but written for something else. Every
-        column is scored under the row's input (the demo's), so they teach r(x, y) to read x."""
+        column is scored under the row's input (the demo's), so they teach r(x, y) to read x.
+        With `edits`, the demo's edited copies follow (`edit_columns` of them)."""
         chosen = np.arange(len(self.demos)) if rows is None else rows
         matrix = np.empty((len(chosen), 1 + k + off_topic), dtype=np.int64)
         for row, i in enumerate(chosen):
@@ -70,7 +103,13 @@ class CandidateSets:
             matrix[row, 1 : 1 + k] = rng.choice(pool, size=k, replace=len(pool) < k)
         if off_topic:
             matrix[:, 1 + k :] = self._other_inputs_demos(chosen, off_topic, rng)
+        if edits and self.edit_columns:
+            return np.concatenate([matrix, self.edits[chosen]], axis=1)
         return matrix
+
+    @property
+    def edit_columns(self) -> int:
+        return self.edits.shape[1]
 
     def _other_inputs_demos(
         self, rows: np.ndarray, count: int, rng: np.random.Generator

@@ -248,7 +248,7 @@ def train(
         reference = head_forward(layers, valid_set.phi(head_info.features))
         encoder = functools.partial(_onnx_encoder, work, config, fp32_info.normalize)
         _write_demonstrations(work, train_set, encoder)
-        head_graph = build_head(layers, fp32_info.dim, len(head_info.features), head_info.kind)
+        head_graph = build_head([layers], fp32_info.dim, len(head_info.features), head_info.kind)
         onnx.save(head_graph, work / HEAD_FILE)
         card = ModelCard(
             name=config.name or Path(out_dir).name,
