@@ -121,9 +121,9 @@ def main() -> None:
         f"judge B's pairwise accuracy (top-10 vs bottom-10 captions of the held-out contests): "
         f"{trust:.3f}"
     )
-    print(f"search: {report['verdict']}")
+    print(f"search: {report.verdict}")
     print(
-        f"  {report['calls']['used']} calls, {report['tokens']} tokens, {minutes:.1f} minutes; "
+        f"  {report.calls_used} calls, {report.tokens} tokens, {minutes:.1f} minutes; "
         f"chosen: {json.dumps(result.candidate.describe())}"
     )
     print(
@@ -140,7 +140,7 @@ def main() -> None:
         bundled_mean = _mean_reward(bundled, scored)
         gain, low, high = mean_with_interval(b - _rewards(judge, answers[naive_name]))
         tokens = float(np.mean([t for _, _, t in scored]))
-        extra = report["tokens"] / 1000 if name.startswith("optimized") else 0.0
+        extra = report.tokens / 1000 if name.startswith("optimized") else 0.0
         print(
             f"{name:34} {tokens:>11.0f} {a:>+9.3f} {b.mean():>+8.3f} {bundled_mean:>+8.3f} "
             f"{gain:>+8.3f} [{low:+.3f}, {high:+.3f}] {extra:>12.1f} tok"

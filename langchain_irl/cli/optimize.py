@@ -74,17 +74,8 @@ def run(args: argparse.Namespace) -> None:
         log=args.log,
     )
     result.save(args.out)
-    report = result.report
-    validation_report = report["validation"]
-    low, high = validation_report["gain_95_interval"]
-    print(report["verdict"])
-    print(
-        f"on {validation_report['inputs']} unseen inputs: mean reward "
-        f"{validation_report['baseline_mean_reward']:+.3f} (baseline) vs "
-        f"{validation_report['leader_mean_reward']:+.3f} ({report['search_leader']}), paired "
-        f"gain {validation_report['paired_gain']:+.3f} [{low:+.3f}, {high:+.3f}]"
-    )
-    print(f"{report['calls']['used']} of {report['calls']['max_calls']} calls; wrote {args.out}")
+    print(result.report.summary())
+    print(f"wrote {args.out}")
 
 
 def _chat_model(spec: str, args: argparse.Namespace) -> Any:

@@ -13,7 +13,7 @@ call each time. The search:
    (95% interval of the paired difference to the leader below zero) and the weaker half go.
 3. **An honest result.** The winner and the baseline answer validation inputs the search never
    saw; the winner is returned only if its paired gain over the baseline has a 95% interval
-   clear of zero, else the baseline is, and the report says so.
+   clear of zero, else the baseline is, and the report (`OptimizationReport`) says so.
 
 The reward reads each input exactly as it does for the baseline prompt (the baseline's messages,
 rendered by the card's rule): what a candidate adds never reaches what the reward scores. Every
@@ -27,10 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -52,16 +52,30 @@ from langchain_irl.optimize.candidates import (
     opro_request,
     task_input,
 )
+from langchain_irl.optimize.report import CandidateReport, OptimizationReport, ValidationReport
 from langchain_irl.reward_model.model import RewardModel
 from langchain_irl.reward_model.rendering import render_output
 
 logger = logging.getLogger(__name__)
 ChatRunnable = Runnable[Any, BaseMessage] | BaseChatModel
 FIRST_ROUND = 4  # search inputs in the first round; each later round doubles them
+Split = Literal["search", "validation"]
 
 
-class BudgetExhausted(RuntimeError):
-    """`max_calls` is spent."""
+class BudgetExhausted(ValueError):
+    """`max_calls` cannot pay for the final check: the baseline and the search's leader answering
+    every validation input. `parameter` names the argument to raise, for front ends that call it
+    otherwise (the command line's `--max-calls`)."""
+
+    parameter: str = "max_calls"
+    """The argument of `optimize_prompt` that sets the budget."""
+
+    def __init__(self, message: str, *, max_calls: int, needed: int) -> None:
+        super().__init__(message)
+        self.max_calls = max_calls
+        """The budget given."""
+        self.needed = needed
+        """Calls the final check needs."""
 
 
 @dataclass
@@ -69,11 +83,11 @@ class OptimizationResult:
     """The prompt to use (the chosen one, or the baseline), and how it was chosen."""
 
     prompt: ChatPromptTemplate
-    report: dict[str, Any]
+    report: OptimizationReport
     candidate: Candidate
 
     def save(self, path: str | Path) -> Path:
-        """The prompt as JSON (see `optimize.storage`)."""
+        """The prompt as JSON, with the report (see `optimize.storage`)."""
         from langchain_irl.optimize.storage import save_prompt
 
         return save_prompt(self.prompt, path, report=self.report)
@@ -99,7 +113,12 @@ def optimize_prompt(
 ) -> OptimizationResult:
     """Search instructions and demonstrations for `prompt` with the learned reward (see the
     module's docstring). `inputs` are values of the prompt's variables; `validation` (default:
-    a held-back `validation_share` of them) is used only for the final check."""
+    a held-back `validation_share` of them) is used only for the final check.
+
+    Raises:
+        BudgetExhausted: `max_calls` cannot pay for the final check (a `ValueError`).
+        ValueError: too few inputs, repeated inputs, or validation inputs among the inputs.
+    """
     model = RewardModel.of(reward_model)
     rng = np.random.default_rng(seed)
     search, held_back = _split(list(inputs), validation, validation_share, rng)
@@ -117,12 +136,15 @@ def optimize_prompt(
         concurrency=concurrency,
     )
     run.prepare_demonstrations(demos)
-    if 2 * len(held_back) >= max_calls:
-        raise ValueError(
+    final_check = 2 * len(held_back)
+    if final_check >= max_calls:
+        raise BudgetExhausted(
             f"max_calls={max_calls} does not cover the final check alone (2 x "
-            f"{len(held_back)} validation inputs): raise it or give fewer validation inputs"
+            f"{len(held_back)} validation inputs): raise it or give fewer validation inputs",
+            max_calls=max_calls,
+            needed=final_check,
         )
-    run.budget.reserve(2 * len(held_back))
+    run.budget.reserve(final_check)
     try:
         leader = run.race(search, demos, rng, proposals, rewrites)
         return run.conclude(leader, held_back)
@@ -135,7 +157,7 @@ class _Budget:
     max_calls: int
     show: bool
     used: int = 0
-    reserved: int = 0
+    reserved: int = 0  # kept for the final check
     tokens: int = 0
     bar: Any = None
 
@@ -147,8 +169,8 @@ class _Budget:
     def reserve(self, calls: int) -> None:
         self.reserved = calls
 
-    def left(self, *, reserved: bool = False) -> int:
-        return self.max_calls - self.used - (0 if reserved else self.reserved)
+    def left(self) -> int:
+        return self.max_calls - self.used - self.reserved
 
     def spend(self, calls: int, tokens: int = 0) -> None:
         self.used += calls
@@ -159,13 +181,51 @@ class _Budget:
         self.bar.close()
 
 
+class _Answer(NamedTuple):
+    output: str
+    reward: float
+
+
+class _Ledger:
+    """Every scored answer: by (candidate, split), then by input key."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, Split], dict[str, _Answer]] = {}
+
+    def of(self, name: str, split: Split) -> dict[str, _Answer]:
+        return self.answers.setdefault((name, split), {})
+
+    def rewards(self, name: str, split: Split) -> dict[str, float]:
+        answers = self.answers.get((name, split), {})
+        return {key: answer.reward for key, answer in answers.items()}
+
+    def mean(self, name: str, split: Split, keys: Sequence[str] | None = None) -> float:
+        """The mean reward on `keys` (default: every input answered); -inf if none was."""
+        rewards = self.rewards(name, split)
+        present = [rewards[k] for k in (rewards if keys is None else keys) if k in rewards]
+        return float(np.mean(present)) if present else float("-inf")
+
+    def paired(self, name: str, other: str, split: Split, keys: Sequence[str]) -> list[float]:
+        mine, theirs = self.rewards(name, split), self.rewards(other, split)
+        return [mine[k] - theirs[k] for k in keys if k in mine and k in theirs]
+
+    def all_of(self, split: Split) -> list[_Answer]:
+        """Every answer of `split`, in the order they were recorded, candidate by candidate."""
+        return [
+            a for (_, s), answers in self.answers.items() if s == split for a in answers.values()
+        ]
+
+
 class _Journal:
-    """Proposals and scored answers appended to a JSONL file as they come; read back to resume."""
+    """Proposals and scored answers appended to a JSONL file as they come; read back to resume.
+
+    On disk a validation answer's candidate ends in "@validation" and its input key starts with
+    "validation:" (the format of earlier versions, so that their logs resume)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.proposals: dict[str, str] = {}
-        self.scores: dict[tuple[str, str], tuple[str, float]] = {}
+        self.answers: dict[tuple[str, Split, str], _Answer] = {}
         if path is None or not path.exists():
             return
         with path.open("r+b") as handle:  # a torn last line (a kill mid-write) is cut off
@@ -175,15 +235,36 @@ class _Journal:
             if record["kind"] == "proposal":
                 self.proposals[record["name"]] = record["instruction"]
             else:
-                key = (record["candidate"], record["input"])
-                self.scores[key] = (record["output"], float(record["reward"]))
+                key = _from_disk(record["candidate"], record["input"])
+                self.answers[key] = _Answer(record["output"], float(record["reward"]))
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def write_proposal(self, name: str, instruction: str) -> None:
+        self._write([{"kind": "proposal", "name": name, "instruction": instruction}])
+
+    def write_answers(self, name: str, split: Split, answers: dict[str, _Answer]) -> None:
+        records = []
+        for key, answer in answers.items():
+            candidate, input_key = _on_disk(name, split, key)
+            record = {"candidate": candidate, "input": input_key, **answer._asdict()}
+            records.append({"kind": "sample", **record})
+        self._write(records)
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
         if self.path is None or not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as handle:
             append_records(handle, records)
+
+
+def _on_disk(name: str, split: Split, key: str) -> tuple[str, str]:
+    return (f"{name}@validation", f"validation:{key}") if split == "validation" else (name, key)
+
+
+def _from_disk(candidate: str, key: str) -> tuple[str, Split, str]:
+    if candidate.endswith("@validation"):
+        return candidate.removesuffix("@validation"), "validation", key.removeprefix("validation:")
+    return candidate, "search", key
 
 
 @dataclass
@@ -197,11 +278,9 @@ class _Run:
     concurrency: int
     fixed: list[Demonstration] = field(default_factory=list)
     selector: TaskInputSelector | None = None
-    candidates: dict[str, Candidate] = field(default_factory=dict)
-    rewards: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> input key
-    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)  # every one tried, by name
+    ledger: _Ledger = field(default_factory=_Ledger)
     dropped: dict[str, int] = field(default_factory=dict)  # candidate -> round it was dropped
-    asked: dict[str, set[str]] = field(default_factory=dict)  # candidate -> inputs it answered
 
     # -- the search space ------------------------------------------------------------------------
 
@@ -226,10 +305,9 @@ class _Run:
         for index in range(proposals if demos else 0):
             name = f"ape-{index + 1}"
             shown = [demos[i] for i in rng.permutation(len(demos))[:5]]
-            try:
-                instruction = self.propose(name, ape_request(shown))
-            except BudgetExhausted:  # too small a budget for more proposals
+            if not self.can_propose(name):  # too small a budget for more proposals
                 break
+            instruction = self.propose(name, ape_request(shown))
             if instruction is None or any(c.instruction == instruction for c in found):
                 continue  # nothing usable, or an instruction already tried
             found.append(Candidate(name, instruction=instruction))
@@ -238,44 +316,48 @@ class _Run:
         return found
 
     def rewrite_candidates(self, rewrites: int, keys: list[str]) -> list[Candidate]:
-        """OPRO: instructions shown the history of instructions, scores, best and worst outputs."""
+        """OPRO: instructions shown the history of instructions, scores, best and worst outputs.
+        None if the budget cannot pay for all `rewrites` proposals."""
         history = sorted(
             (
-                (c.instruction or self._baseline_instruction(), self._mean(c.name, keys))
+                (
+                    c.instruction or self._baseline_instruction(),
+                    self.ledger.mean(c.name, "search", keys),
+                )
                 for c in self.candidates.values()
                 if not c.shots
             ),
             key=lambda item: item[1],
         )
-        pairs = [
-            (reward, self.outputs[name][key])
-            for name, by_input in self.rewards.items()
-            for key, reward in by_input.items()
-        ]
-        pairs.sort(key=lambda pair: pair[0])
-        best = [text for _, text in pairs[-3:]][::-1]
-        worst = [text for _, text in pairs[:3]]
-        found = []
+        answers = sorted(self.ledger.all_of("search"), key=lambda answer: answer.reward)
+        best = [answer.output for answer in answers[-3:]][::-1]
+        worst = [answer.output for answer in answers[:3]]
+        found: list[Candidate] = []
         for index in range(rewrites):
             name = f"opro-{index + 1}"
+            if not self.can_propose(name):
+                return []
             instruction = self.propose(name, opro_request(history, best, worst))
             tried = [c.instruction for c in (*self.candidates.values(), *found)]
             if instruction is not None and instruction not in tried:
                 found.append(Candidate(name, instruction=instruction))
         return found
 
+    def can_propose(self, name: str) -> bool:
+        return name in self.journal.proposals or self.budget.left() >= 1
+
     def propose(self, name: str, request: str) -> str | None:
         if name in self.journal.proposals:
             self.budget.spend(1)  # paid for in the run that wrote the journal
             return self.journal.proposals[name]
-        self._need(1)
         reply = self.proposer.invoke(request)
         self.budget.spend(1, _tokens(reply))
-        instruction = clean_instruction(render_output(reply))
+        text = render_output(reply)
+        instruction = clean_instruction(text)
         if instruction is None:
-            logger.warning("proposal %s gave no usable instruction: %r", name, reply)
+            logger.warning("proposal %s gave no usable instruction: %r", name, text)
             return None
-        self.journal.write([{"kind": "proposal", "name": name, "instruction": instruction}])
+        self.journal.write_proposal(name, instruction)
         return instruction
 
     # -- racing ----------------------------------------------------------------------------------
@@ -288,44 +370,46 @@ class _Run:
         proposals: int,
         rewrites: int,
     ) -> Candidate:
+        """The leader of rounds of 4, 8, 16, ... search inputs, racing ending when one candidate
+        is left, every input was answered, or the budget cannot pay for the next answers."""
         keys = [_key(values) for values in search]
         alive = self.initial_candidates(demos, rng, proposals)
         self.candidates = {c.name: c for c in alive}
-        seen = 0
-        for round_number in range(1, 64):
-            upto = min(len(search), FIRST_ROUND * 2 ** (round_number - 1))
-            try:
-                for candidate in alive:
-                    self.evaluate(candidate, search[:upto], keys[:upto])
-            except BudgetExhausted:  # the candidates that answered every input so far stay
-                asked = self.asked
-                alive = [c for c in alive if set(keys[:seen]) <= asked.get(c.name, set())]
+        seen = 0  # every candidate alive answered search[:seen]
+        for round_number, upto in enumerate(_round_sizes(len(search)), start=1):
+            if not all(self.evaluate(c, "search", search[:upto], keys[:upto]) for c in alive):
                 break
             seen = upto
             if round_number == 1 and rewrites and self.budget.left() > len(alive):
-                try:
-                    for candidate in self.rewrite_candidates(rewrites, keys[:seen]):
-                        self.candidates[candidate.name] = candidate
-                        self.evaluate(candidate, search[:seen], keys[:seen])
-                        alive.append(candidate)
-                except BudgetExhausted:
-                    pass
+                alive += self.race_rewrites(rewrites, search[:seen], keys[:seen])
             alive = self.survivors(alive, keys[:seen], round_number)
-            if len(alive) == 1 or seen == len(search):
+            if len(alive) == 1:
                 break
-        if not alive:  # nothing was compared: the baseline stands
+        if not seen:  # nothing was compared: the baseline stands
             return self.candidates["baseline"]
-        return max(alive, key=lambda c: self._mean(c.name, keys[:seen]))
+        return max(alive, key=lambda c: self.ledger.mean(c.name, "search", keys[:seen]))
+
+    def race_rewrites(
+        self, rewrites: int, inputs: list[dict[str, Any]], keys: list[str]
+    ) -> list[Candidate]:
+        """OPRO rewrites, each answering the inputs the others answered, while the budget lasts."""
+        raced = []
+        for candidate in self.rewrite_candidates(rewrites, keys):
+            self.candidates[candidate.name] = candidate
+            if not self.evaluate(candidate, "search", inputs, keys):
+                break
+            raced.append(candidate)
+        return raced
 
     def survivors(
         self, alive: list[Candidate], keys: list[str], round_number: int
     ) -> list[Candidate]:
         """Drop the clear losers to the leader (paired, 95%), then keep the better half."""
-        means = {c.name: self._mean(c.name, keys) for c in alive}
+        means = {c.name: self.ledger.mean(c.name, "search", keys) for c in alive}
         leader = max(alive, key=lambda c: means[c.name])
         kept = []
         for candidate in alive:
-            diffs = self._paired(candidate.name, leader.name, keys)
+            diffs = self.ledger.paired(candidate.name, leader.name, "search", keys)
             clear_loser = len(diffs) >= 3 and paired_interval(diffs)[2] < 0
             if candidate is leader or not clear_loser:
                 kept.append(candidate)
@@ -336,94 +420,94 @@ class _Run:
                 self.dropped[candidate.name] = round_number
         return kept
 
-    def evaluate(self, candidate: Candidate, inputs: list[dict[str, Any]], keys: list[str]) -> None:
-        """Answer and score the inputs this candidate has not answered yet."""
-        scored = self.rewards.setdefault(candidate.name, {})
-        texts = self.outputs.setdefault(candidate.name, {})
-        todo = [
-            (values, key) for values, key in zip(inputs, keys, strict=True) if key not in scored
-        ]
-        resumed = [(v, k) for v, k in todo if (candidate.name, k) in self.journal.scores]
-        for _, key in resumed:
-            texts[key], scored[key] = self.journal.scores[(candidate.name, key)]
+    def evaluate(
+        self, candidate: Candidate, split: Split, inputs: list[dict[str, Any]], keys: list[str]
+    ) -> bool:
+        """_Answer and score the inputs this candidate has not answered yet, those in the journal
+        read back from it; False, asking nothing, if the budget cannot pay for the others."""
+        answers = self.ledger.of(candidate.name, split)
+        todo = [(v, k) for v, k in zip(inputs, keys, strict=True) if k not in answers]
+        resumed = [k for _, k in todo if (candidate.name, split, k) in self.journal.answers]
+        for key in resumed:
+            answers[key] = self.journal.answers[(candidate.name, split, key)]
         self.budget.spend(len(resumed))
-        self.asked.setdefault(candidate.name, set()).update(k for k in keys if k in scored)
-        todo = [(v, k) for v, k in todo if k not in scored]
+        todo = [(v, k) for v, k in todo if k not in answers]
         if not todo:
-            return
-        if self.budget.left() < len(todo):
-            raise BudgetExhausted
+            return True
+        if len(todo) > self.budget.left():
+            return False
+        self.ask(candidate, split, todo)
+        return True
+
+    def ask(
+        self, candidate: Candidate, split: Split, todo: list[tuple[dict[str, Any], str]]
+    ) -> None:
+        """One call for each input; each answer scored, recorded and journaled."""
         template = build(candidate, self.baseline, self.fixed, self.selector)
         requests = [template.format_messages(**values) for values, _ in todo]
         replies = self.llm.batch(
             requests, {"max_concurrency": self.concurrency}, return_exceptions=True
         )
         self.budget.spend(len(todo), sum(_tokens(r) for r in replies))
-        self.asked.setdefault(candidate.name, set()).update(key for _, key in todo)
-        records = []
+        scored: dict[str, _Answer] = {}
         for (values, key), reply in zip(todo, replies, strict=True):
             if isinstance(reply, Exception):  # this input is left out of the comparisons
-                logger.warning("%s: a call failed: %s", candidate.name, reply)
+                logger.warning("%s (%s): a call failed: %s", candidate.name, split, reply)
                 continue
             text = render_output(reply)
-            reward = float(self.model.score(self._reward_prompt(values), [text])[0])
-            texts[key], scored[key] = text, reward
-            record = {"candidate": candidate.name, "input": key, "output": text, "reward": reward}
-            records.append({"kind": "sample", **record})
-        self.journal.write(records)
+            scored[key] = _Answer(
+                text, float(self.model.score(self._reward_prompt(values), [text])[0])
+            )
+        self.ledger.of(candidate.name, split).update(scored)
+        self.journal.write_answers(candidate.name, split, scored)
 
     # -- the final check -------------------------------------------------------------------------
 
     def conclude(self, leader: Candidate, held_back: list[dict[str, Any]]) -> OptimizationResult:
+        """The leader and the baseline on the validation inputs: the leader if it wins."""
         baseline = self.candidates["baseline"]
-        validation_keys = [f"validation:{_key(v)}" for v in held_back]
-        finalists = [baseline] if leader is baseline else [baseline, leader]
+        keys = [_key(v) for v in held_back]
         self.budget.reserve(0)  # the calls kept for this check
-        for candidate in finalists:
-            name = f"{candidate.name}@validation"
-            self.candidates.setdefault(name, candidate)
-            self.evaluate(_renamed(candidate, name), held_back, validation_keys)
-        gain = self._paired(f"{leader.name}@validation", "baseline@validation", validation_keys)
+        for candidate in [baseline] if leader is baseline else [baseline, leader]:
+            if not self.evaluate(candidate, "validation", held_back, keys):
+                raise BudgetExhausted(
+                    f"max_calls={self.budget.max_calls} is spent before the final check (2 x "
+                    f"{len(held_back)} validation inputs): raise it",
+                    max_calls=self.budget.max_calls,
+                    needed=2 * len(held_back),
+                )
+        gain = self.ledger.paired(leader.name, "baseline", "validation", keys)
         mean, low, high = paired_interval(gain)
         wins = leader is not baseline and len(gain) >= 2 and low > 0
         chosen = leader if wins else baseline
-        if leader is baseline:
-            verdict = "the baseline scored best in the search: it is returned"
-        elif wins:
-            verdict = f"{leader.name} beats the baseline on unseen inputs (95% interval > 0)"
-        else:
-            verdict = (
-                f"{leader.name} led the search but its gain on unseen inputs has a 95% interval "
-                "that includes zero: the baseline is returned"
-            )
-        report = {
-            "verdict": verdict,
-            "returned": chosen.name,
-            "search_leader": leader.name,
-            "reward_model": self.model.name,
-            "reward_reads": "the task input as the baseline prompt renders it",
-            "validation": {
-                "inputs": len(held_back),
-                "baseline_mean_reward": self._mean("baseline@validation", validation_keys),
-                "leader_mean_reward": self._mean(f"{leader.name}@validation", validation_keys),
-                "paired_gain": float(mean),
-                "gain_95_interval": [float(low), float(high)],
-            },
-            "calls": {"used": self.budget.used, "max_calls": self.budget.max_calls},
-            "tokens": self.budget.tokens,
-            "candidates": [
-                {
-                    **candidate.describe(),
-                    "search_inputs": len(self.rewards.get(name, {})),
-                    "mean_reward": self._mean(name, list(self.rewards.get(name, {}))),
-                    "dropped_in_round": self.dropped.get(name),
-                }
-                for name, candidate in self.candidates.items()
-                if not name.endswith("@validation")
-            ],
-        }
+        check = ValidationReport(
+            inputs=len(held_back),
+            baseline_mean_reward=self.ledger.mean("baseline", "validation", keys),
+            leader_mean_reward=self.ledger.mean(leader.name, "validation", keys),
+            paired_gain=float(mean),
+            gain_95_interval=(float(low), float(high)),
+        )
+        report = OptimizationReport(
+            verdict=_verdict(leader, wins),
+            returned=chosen.name,
+            search_leader=leader.name,
+            reward_model=self.model.name,
+            validation=check,
+            calls_used=self.budget.used,
+            max_calls=self.budget.max_calls,
+            tokens=self.budget.tokens,
+            candidates=tuple(self.candidate_report(c) for c in self.candidates.values()),
+        )
         prompt = build(chosen, self.baseline, self.fixed, self.selector)
         return OptimizationResult(prompt, report, chosen)
+
+    def candidate_report(self, candidate: Candidate) -> CandidateReport:
+        return CandidateReport(
+            **candidate.describe(),
+            search_inputs=len(self.ledger.rewards(candidate.name, "search")),
+            mean_reward=self.ledger.mean(candidate.name, "search"),
+            dropped_in_round=self.dropped.get(candidate.name),
+        )
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -435,18 +519,25 @@ class _Run:
         system = next((m for m in messages if m.type == "system"), None)
         return str(system.text) if system else "(no instruction)"
 
-    def _mean(self, name: str, keys: list[str]) -> float:
-        values = [self.rewards.get(name, {}).get(k) for k in keys]
-        present = [v for v in values if v is not None]
-        return float(np.mean(present)) if present else float("-inf")
 
-    def _paired(self, name: str, other: str, keys: list[str]) -> list[float]:
-        mine, theirs = self.rewards.get(name, {}), self.rewards.get(other, {})
-        return [mine[k] - theirs[k] for k in keys if k in mine and k in theirs]
+def _round_sizes(total: int) -> Iterator[int]:
+    """The search inputs each round answers: 4, 8, 16, ..., the last one `total`."""
+    size = FIRST_ROUND
+    while size < total:
+        yield size
+        size *= 2
+    yield total
 
-    def _need(self, calls: int) -> None:
-        if self.budget.left() < calls:
-            raise BudgetExhausted
+
+def _verdict(leader: Candidate, wins: bool) -> str:
+    if leader.name == "baseline":
+        return "the baseline scored best in the search: it is returned"
+    if wins:
+        return f"{leader.name} beats the baseline on unseen inputs (95% interval > 0)"
+    return (
+        f"{leader.name} led the search but its gain on unseen inputs has a 95% interval "
+        "that includes zero: the baseline is returned"
+    )
 
 
 def _split(
@@ -455,8 +546,10 @@ def _split(
     share: float,
     rng: np.random.Generator,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    _refuse_repeats(inputs, "inputs")
     order = [inputs[i] for i in rng.permutation(len(inputs))]
     if validation is not None:
+        _refuse_repeats(list(validation), "validation")
         search, held_back = order, list(validation)
     else:
         count = max(4, round(share * len(order)))
@@ -472,12 +565,21 @@ def _split(
     return search, held_back
 
 
+def _refuse_repeats(rows: list[dict[str, Any]], name: str) -> None:
+    """A ValueError naming the rows that repeat an earlier row (by index), if any do."""
+    first: dict[str, int] = {}
+    repeats = []
+    for index, values in enumerate(rows):
+        earlier = first.setdefault(_key(values), index)
+        if earlier != index:
+            repeats.append(f"{name}[{index}] repeats {name}[{earlier}]")
+    if repeats:
+        more = f" and {len(repeats) - 5} more" if len(repeats) > 5 else ""
+        raise ValueError(f"duplicate rows: {', '.join(repeats[:5])}{more}: give each input once")
+
+
 def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _renamed(candidate: Candidate, name: str) -> Candidate:
-    return Candidate(name, candidate.instruction, candidate.shots, candidate.per_input)
 
 
 def _tokens(reply: Any) -> int:

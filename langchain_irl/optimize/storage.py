@@ -5,7 +5,8 @@ Instructions and a fixed set of demonstrations are literal messages of the templ
 `langchain_core.load` reads the file back as it is. Demonstrations chosen per input by the reward
 are an example selector, which langchain-core does not serialize: the file then also holds the
 demonstrations and the reward model's name, and `load_prompt` rebuilds the selector (give it the
-reward model if the name is not a bundled model or a folder it can find).
+reward model if the name is not a bundled model or a folder it can find). The optimization report
+is kept beside the prompt in its JSON form (`OptimizationReport.to_dict`); `load_report` reads it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptT
 
 from langchain_irl.example_selectors.reward import RewardExampleSelector
 from langchain_irl.optimize.candidates import EXAMPLE_PROMPT, TaskInputSelector
+from langchain_irl.optimize.report import OptimizationReport
 from langchain_irl.reward_model.model import RewardModel
 
 FORMAT = "langchain-irl/optimized-prompt@1"
 
 
 def save_prompt(
-    prompt: ChatPromptTemplate, path: str | Path, *, report: dict[str, Any] | None = None
+    prompt: ChatPromptTemplate,
+    path: str | Path,
+    *,
+    report: OptimizationReport | dict[str, Any] | None = None,
 ) -> Path:
     """Write `prompt` (and the optimization `report`, if given) as JSON; returns the path."""
     messages: list[Any] = []
@@ -48,7 +53,7 @@ def save_prompt(
         "prompt": dumpd(ChatPromptTemplate.from_messages(messages)),
         "baseline": dumpd(_baseline_of(prompt)) if selection else None,
         "per_input_demonstrations": selection,
-        "report": report,
+        "report": report.to_dict() if isinstance(report, OptimizationReport) else report,
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,10 +66,7 @@ def load_prompt(
 ) -> ChatPromptTemplate:
     """A prompt saved by `save_prompt` (or any ChatPromptTemplate that `dumpd` wrote)."""
     source = Path(path)
-    try:
-        document = json.loads(source.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{source}: not a saved prompt ({exc})") from exc
+    document = _read(source)
     serialized = document.get("prompt", document) if isinstance(document, dict) else document
     prompt = _load_template(serialized, source)
     selection = document.get("per_input_demonstrations") if "format" in document else None
@@ -81,6 +83,20 @@ def load_prompt(
     messages = list(prompt.messages)
     messages.insert(selection["position"], examples)
     return ChatPromptTemplate.from_messages(messages)
+
+
+def load_report(path: str | Path) -> OptimizationReport | None:
+    """The optimization report saved with a prompt (None: the file holds none)."""
+    document = _read(Path(path))
+    report = document.get("report") if isinstance(document, dict) else None
+    return OptimizationReport.from_dict(report) if report else None
+
+
+def _read(source: Path) -> Any:
+    try:
+        return json.loads(source.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{source}: not a saved prompt ({exc})") from exc
 
 
 def _load_template(serialized: Any, source: Path) -> ChatPromptTemplate:
