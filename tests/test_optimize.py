@@ -4,6 +4,8 @@ that says WITTY gets the answers the reward likes, any other the ones it dislike
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,14 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
 from langchain_irl import RewardExampleSelector, RewardModel
-from langchain_irl.optimize import load_prompt, optimize_prompt
+from langchain_irl.optimize import (
+    BudgetExhausted,
+    OptimizationResult,
+    load_prompt,
+    load_report,
+    optimize_prompt,
+    save_prompt,
+)
 from langchain_irl.testing.server import OpenAICompatibleServer
 
 BASELINE = ChatPromptTemplate.from_messages(
@@ -55,15 +64,25 @@ def _llm(server: OpenAICompatibleServer) -> ChatOpenAI:
     return ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback", max_retries=0)
 
 
-def test_finds_the_prompt_that_makes_better_answers(
+@dataclass
+class Search:
+    """One search where only the WITTY instruction makes good answers, with its log."""
+
+    result: OptimizationResult
+    requests: int
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def witty_search(
     pools: tuple[list[str], list[str]],
     cartoons: list[dict[str, str]],
     demonstrations: list[dict[str, str]],
     model: RewardModel,
-    tmp_path: Path,
-) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Search:
     good, bad = pools
-    log = tmp_path / "search.jsonl"
+    log = tmp_path_factory.mktemp("search") / "search.jsonl"
     with OpenAICompatibleServer(answers=bad, answers_by_marker={"WITTY": good}) as server:
         result = optimize_prompt(
             _llm(server),
@@ -76,22 +95,34 @@ def test_finds_the_prompt_that_makes_better_answers(
             log=log,
             progress=False,
         )
-        requests = server.request_count
-    report = result.report
-    assert "WITTY" in (result.candidate.instruction or ""), report["verdict"]
-    assert report["validation"]["gain_95_interval"][0] > 0
-    assert requests <= report["calls"]["used"] <= 250  # the proposer's calls count too
+        return Search(result, server.request_count, log)
+
+
+def test_finds_the_prompt_that_makes_better_answers(witty_search: Search) -> None:
+    result, report = witty_search.result, witty_search.result.report
+    assert "WITTY" in (result.candidate.instruction or ""), report.verdict
+    assert report.returned == result.candidate.name == report.search_leader
+    assert report.validation.gain_95_interval[0] > 0
+    assert witty_search.requests <= report.calls_used <= 250  # the proposer's calls count too
     assert result.prompt.input_variables == ["cartoon"]
     shown = result.prompt.format_messages(cartoon="A cat at a desk.")
     assert "WITTY" in shown[0].text and shown[-1].text == "A cat at a desk."
-    tried = {c["name"] for c in report["candidates"]}
+
+
+def test_the_search_races_every_kind_of_candidate(witty_search: Search) -> None:
+    candidates = witty_search.result.report.candidates
+    tried = {c.name for c in candidates}
     assert {"baseline", "2-shot", "4-shot", "ape-1", "opro-1", "opro-2"} <= tried
     assert "ape-4" not in tried  # the same instruction as ape-3
-    assert any(c["dropped_in_round"] for c in report["candidates"])  # racing dropped losers
+    assert any(c.dropped_in_round for c in candidates)  # racing dropped losers
+    assert all(c.search_inputs >= 4 for c in candidates)  # every one answered the first round
 
-    # The reward read the task input, whatever the candidate added: the same answer to the same
-    # input scored the same under every candidate.
-    samples = [json.loads(line) for line in log.read_text().splitlines()]
+
+def test_the_reward_reads_the_task_input_whatever_the_candidate_adds(
+    witty_search: Search,
+) -> None:
+    """The same answer to the same input scored the same under every candidate."""
+    samples = [json.loads(line) for line in witty_search.log.read_text().splitlines()]
     by_answer: dict[tuple[str, str], set[float]] = {}
     for s in samples:
         if s["kind"] == "sample":
@@ -99,7 +130,14 @@ def test_finds_the_prompt_that_makes_better_answers(
             by_answer.setdefault(key, set()).add(s["reward"])
     assert by_answer and all(len(rewards) == 1 for rewards in by_answer.values())
 
-    # A killed run resumes from its log: nothing is asked again (the server now fails everything).
+
+def test_a_killed_run_resumes_from_its_log(
+    witty_search: Search,
+    cartoons: list[dict[str, str]],
+    demonstrations: list[dict[str, str]],
+    model: RewardModel,
+) -> None:
+    """Nothing is asked again: the server now fails everything, and nothing reaches it."""
     with OpenAICompatibleServer(failure_rate=1.0, faults=["400"]) as broken:
         again = optimize_prompt(
             _llm(broken),
@@ -109,15 +147,19 @@ def test_finds_the_prompt_that_makes_better_answers(
             demonstrations=demonstrations,
             proposer=FakeListChatModel(responses=["(unused)"]),
             max_calls=250,
-            log=log,
+            log=witty_search.log,
             progress=False,
         )
         assert broken.request_count == 0
-    assert (
-        again.candidate == result.candidate and again.report["validation"] == report["validation"]
-    )
+    assert again.candidate == witty_search.result.candidate
+    assert again.report.validation == witty_search.result.report.validation
 
-    # Saved with langchain-core's serialization, loaded back as a ChatPromptTemplate.
+
+def test_the_chosen_prompt_saves_and_loads_with_its_report(
+    witty_search: Search, tmp_path: Path
+) -> None:
+    """langchain-core's serialization, loaded back as a ChatPromptTemplate; the report beside it."""
+    result = witty_search.result
     path = result.save(tmp_path / "optimized.json")
     loaded = load_prompt(path)
     assert isinstance(loaded, ChatPromptTemplate)
@@ -125,6 +167,75 @@ def test_finds_the_prompt_that_makes_better_answers(
         cartoon="A dog."
     )
     assert json.loads(path.read_text())["report"]["returned"] == result.candidate.name
+    assert load_report(path) == result.report
+
+
+def test_the_report_reads_as_text(witty_search: Search) -> None:
+    report = witty_search.result.report
+    text = str(report)
+    assert text.startswith(report.summary()) and report.verdict in text
+    assert all(c.name in text for c in report.candidates)
+    assert f"{report.calls_used} of 250 calls" in report.summary()
+    assert report["verdict"] == report.verdict  # code written for the dict report still reads
+
+
+# A report as the dict-report versions saved it.
+EARLIER_REPORT = {
+    "verdict": "ape-1 beats the baseline on unseen inputs (95% interval > 0)",
+    "returned": "ape-1",
+    "search_leader": "ape-1",
+    "reward_model": "caption-humor",
+    "reward_reads": "the task input as the baseline prompt renders it",
+    "validation": {
+        "inputs": 7,
+        "baseline_mean_reward": -1.0,
+        "leader_mean_reward": 0.1,
+        "paired_gain": 1.1,
+        "gain_95_interval": [0.5, 1.7],
+    },
+    "calls": {"used": 90, "max_calls": 250},
+    "tokens": 0,
+    "candidates": [
+        {
+            "name": "baseline",
+            "instruction": None,
+            "shots": 0,
+            "per_input": False,
+            "search_inputs": 8,
+            "mean_reward": -1.2,
+            "dropped_in_round": None,
+        },
+        {
+            "name": "2-shot",
+            "instruction": None,
+            "shots": 2,
+            "per_input": False,
+            "search_inputs": 8,
+            "mean_reward": -1.5,
+            "dropped_in_round": 2,
+        },
+        {
+            "name": "ape-1",
+            "instruction": "Write a WITTY caption.",
+            "shots": 0,
+            "per_input": False,
+            "search_inputs": 16,
+            "mean_reward": 0.2,
+            "dropped_in_round": None,
+        },
+    ],
+}
+
+
+def test_a_report_saved_by_an_earlier_version_loads(tmp_path: Path) -> None:
+    """Files saved when the report was a dict: the same keys, read back typed."""
+    path = save_prompt(BASELINE, tmp_path / "old.json", report=EARLIER_REPORT)
+    assert load_prompt(path).format_messages(cartoon="x") == BASELINE.format_messages(cartoon="x")
+    report = load_report(path)
+    assert report is not None and report.to_dict() == EARLIER_REPORT
+    assert report.validation.gain_95_interval == (0.5, 1.7)
+    assert report.candidates[1].dropped_in_round == 2 and report.calls_used == 90
+    assert load_report(save_prompt(BASELINE, tmp_path / "bare.json")) is None
 
 
 def test_returns_the_baseline_when_no_candidate_is_better(
@@ -145,16 +256,15 @@ def test_returns_the_baseline_when_no_candidate_is_better(
             max_calls=150,
             progress=False,
         )
-    assert result.candidate.name == "baseline" and "baseline" in result.report["verdict"]
+    assert result.candidate.name == "baseline" and "baseline" in result.report.verdict
     assert result.prompt.format_messages(cartoon="x") == BASELINE.format_messages(cartoon="x")
-    assert result.report["calls"]["used"] <= 150
+    assert result.report.calls_used <= 150
 
 
 def test_per_input_demonstrations_save_and_load(
     demonstrations: list[dict[str, str]], model: RewardModel, tmp_path: Path
 ) -> None:
     from langchain_irl.optimize.candidates import Candidate, TaskInputSelector, build
-    from langchain_irl.optimize.storage import save_prompt
 
     reward_selector = RewardExampleSelector(examples=demonstrations, reward_model=model)
     selector = TaskInputSelector(reward_selector, BASELINE, k=3)
@@ -168,8 +278,71 @@ def test_per_input_demonstrations_save_and_load(
 def test_a_budget_too_small_for_the_final_check_is_refused(
     cartoons: list[dict[str, str]], model: RewardModel
 ) -> None:
-    with pytest.raises(ValueError, match="does not cover the final check"):
+    with pytest.raises(BudgetExhausted, match="max_calls=10 does not cover the final check") as e:
         optimize_prompt(FakeListChatModel(responses=["a"]), model, BASELINE, cartoons, max_calls=10)
+    assert isinstance(e.value, ValueError) and e.value.parameter == "max_calls"
+    assert (e.value.max_calls, e.value.needed) == (10, 14)  # 2 x 7 validation inputs
+
+
+def test_a_resumed_run_that_spent_the_budget_refuses_the_final_check(
+    witty_search: Search,
+    cartoons: list[dict[str, str]],
+    demonstrations: list[dict[str, str]],
+    model: RewardModel,
+    tmp_path: Path,
+) -> None:
+    """A log of a run with a larger budget, without its final check: the budget is spent."""
+    log = tmp_path / "search.jsonl"
+    lines = witty_search.log.read_text().splitlines(keepends=True)
+    log.write_text("".join(line for line in lines if "@validation" not in line))
+    with pytest.raises(BudgetExhausted, match="max_calls=60 is spent before the final check"):
+        optimize_prompt(
+            FakeListChatModel(responses=["unused"]),
+            model,
+            BASELINE,
+            cartoons,
+            demonstrations=demonstrations,
+            proposer=FakeListChatModel(responses=["(unused)"]),
+            max_calls=60,
+            log=log,
+            progress=False,
+        )
+
+
+def test_repeated_inputs_are_refused_as_duplicates(
+    cartoons: list[dict[str, str]], model: RewardModel
+) -> None:
+    llm = FakeListChatModel(responses=["a"])
+    repeated = [*cartoons[:10], cartoons[0], cartoons[3]]
+    with pytest.raises(ValueError, match=r"inputs\[10\] repeats inputs\[0\], inputs\[11\] "):
+        optimize_prompt(llm, model, BASELINE, repeated, progress=False)
+    with pytest.raises(ValueError, match=r"validation\[2\] repeats validation\[0\]"):
+        validation = [cartoons[20], cartoons[21], cartoons[20]]
+        optimize_prompt(llm, model, BASELINE, cartoons[:10], validation=validation)
+    with pytest.raises(ValueError, match="2 validation inputs are also search inputs"):
+        optimize_prompt(llm, model, BASELINE, cartoons[:10], validation=cartoons[:2])
+
+
+def test_a_rejected_proposal_is_logged_as_its_text(
+    cartoons: list[dict[str, str]],
+    demonstrations: list[dict[str, str]],
+    model: RewardModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="langchain_irl.optimize"):
+        optimize_prompt(
+            FakeListChatModel(responses=["A caption."]),
+            model,
+            BASELINE,
+            cartoons,
+            demonstrations=demonstrations,
+            proposer=FakeListChatModel(responses=["ok"]),
+            max_calls=30,
+            proposals=1,
+            rewrites=0,
+            progress=False,
+        )
+    assert "proposal ape-1 gave no usable instruction: 'ok'" in caplog.messages
 
 
 def _proposer() -> FakeListChatModel:
@@ -185,7 +358,6 @@ def test_the_optimize_command(
 ) -> None:
     from langchain_irl.cli import main
     from langchain_irl.data.jsonl import write_jsonl
-    from langchain_irl.optimize import save_prompt
 
     save_prompt(BASELINE, tmp_path / "prompt.json")
     write_jsonl(tmp_path / "inputs.jsonl", cartoons)
