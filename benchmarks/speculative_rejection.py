@@ -193,7 +193,8 @@ def _lockstep_ideal(
             writing = [i for i in alive if len(words[i]) > checkpoint]
             if len(alive) <= schedule.min_survivors or not writing:
                 break
-            rewards, _ = scorer.score([" ".join(words[i][:checkpoint]) for i in writing])
+            prefixes = [" ".join(words[i][:checkpoint]) for i in writing]
+            rewards, _ = scorer.score_with_embeddings(prefixes)
             keep = max(
                 schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))
             )
@@ -201,7 +202,7 @@ def _lockstep_ideal(
             for i in ranked[keep:]:
                 spent[i] = checkpoint
             alive = [i for i in alive if i not in ranked[keep:]]
-        whole, _ = scorer.score([answers[i] for i in alive])
+        whole, _ = scorer.score_with_embeddings([answers[i] for i in alive])
         pick = answers[alive[int(np.argmax(whole))]]
         tokens.append(sum(spent))
         quality.append(judge.get((prompt, pick), 0.0))

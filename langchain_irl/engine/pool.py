@@ -102,7 +102,7 @@ class CandidatePool:
         new = list(dict.fromkeys(t for t in texts if t not in self._scored))
         if new:
             assert self.scorer is not None, "set the pool's scorer before adding candidates"
-            rewards, embeddings = self.scorer.score(new)
+            rewards, embeddings = self.scorer.score_with_embeddings(new)
             self._scored.update(
                 zip(new, zip(rewards.tolist(), embeddings, strict=True), strict=True)
             )

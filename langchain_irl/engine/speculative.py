@@ -122,7 +122,7 @@ async def arun_speculative(
 
     async def judge(index: int, step: int, prefix: str) -> None:
         pool.scorer = pool.scorer or await scorer
-        rewards, _ = await asyncio.to_thread(pool.scorer.score, [prefix])
+        rewards, _ = await asyncio.to_thread(pool.scorer.score_with_embeddings, [prefix])
         reward = float(rewards[0])
         checkpoint = speculative.checkpoints[step]
         stream = streams[index]

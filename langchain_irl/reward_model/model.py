@@ -228,7 +228,7 @@ class RewardModel:
             )
         if not candidates:
             return np.zeros(0, dtype=np.float32)
-        return self.scorer(prompt).score(candidates)[0]
+        return self.scorer(prompt).score_with_embeddings(candidates)[0]
 
     def score_by_input(
         self,
@@ -285,7 +285,7 @@ class RewardModel:
         """The candidate's reward, its percentile among demonstrations, and the k training
         demonstrations whose outputs are closest to it, with their rewards for this prompt."""
         scorer = self.scorer(prompt)
-        rewards, embeddings = scorer.score([candidate])
+        rewards, embeddings = scorer.score_with_embeddings([candidate])
         score = float(rewards[0])
         percentile = None if self._demo_scores is None else float(self.percentile(score))
         demos, demo_embeddings = self._demonstrations
@@ -295,7 +295,7 @@ class RewardModel:
             own = self.embed([candidate])[0] if self.is_cross_encoder else embeddings[0]
             similarity = demo_embeddings @ own
             nearest = np.argsort(-similarity)[:k]
-            demo_rewards, _ = scorer.score([demos[i]["output"] for i in nearest])
+            demo_rewards, _ = scorer.score_with_embeddings([demos[i]["output"] for i in nearest])
             neighbours = [
                 Neighbour(demos[i]["input"], demos[i]["output"], float(similarity[i]), float(r))
                 for i, r in zip(nearest, demo_rewards, strict=True)
@@ -376,9 +376,10 @@ class PromptScorer:
         self.prompt = prompt
         self.prompt_embedding = None if model.is_cross_encoder else model.embed_prompts([prompt])
 
-    def score(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def score_with_embeddings(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rewards (n,) and embeddings (n, dim) to compare the candidates with each other: each
-        candidate's own (bi-encoder), or each (prompt, candidate) pair's (cross-encoder)."""
+        candidate's own (bi-encoder), or each (prompt, candidate) pair's (cross-encoder). Not
+        `score`: `RewardModel.score` returns the rewards alone."""
         model = self.model
         if self.prompt_embedding is not None:
             embeddings, token_counts = model.embed_candidates(candidates)
