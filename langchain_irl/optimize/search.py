@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
@@ -444,7 +444,7 @@ class _Run:
     ) -> None:
         """One call for each input; each answer scored, recorded and journaled."""
         template = build(candidate, self.baseline, self.fixed, self.selector)
-        requests = [template.format_messages(**values) for values, _ in todo]
+        requests: list[LanguageModelInput] = [template.format_messages(**v) for v, _ in todo]
         replies = self.llm.batch(
             requests, {"max_concurrency": self.concurrency}, return_exceptions=True
         )
