@@ -53,7 +53,6 @@ class CandidatePool:
     options: BestOfNOptions
     conversation: list[BaseMessage]
     prompt: PromptInput | None = None  # what the reward reads, if not the conversation
-    scorer: PromptScorer | None = None  # set once the prompt is encoded (while requests run)
     payloads: list[Any] = field(default_factory=list)
     messages: list[BaseMessage] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
@@ -65,6 +64,7 @@ class CandidatePool:
     attempted: int = 0
     retry_waves: int = 0
     fatal: BaseException | None = None  # a failure no retry can mend: the call raises it
+    _scorer: PromptScorer | None = field(default=None, init=False)  # see `use_scorer`
     _scored: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
     _wave_failures: list[BaseException] = field(default_factory=list)
 
@@ -72,6 +72,20 @@ class CandidatePool:
         """Encode the prompt: the conversation, or `prompt` (a string is read verbatim)."""
         prompt = self.conversation if self.prompt is None else self.prompt
         return self.options.reward_model.scorer(prompt)
+
+    def use_scorer(self, scorer: PromptScorer) -> None:
+        """Score candidates with `scorer` (from `make_scorer`, made while the first requests
+        run); `add` needs it."""
+        self._scorer = scorer
+
+    @property
+    def has_scorer(self) -> bool:
+        return self._scorer is not None
+
+    def ask_all_at_once(self) -> None:
+        """Every candidate is asked for at once, outside the wave plan, and none again
+        (speculative rejection's streams): `waves` is not used."""
+        self.attempted = self.options.n
 
     def waves(self) -> Iterator[tuple[int, float]]:
         """(candidates, seconds to wait first) per wave: the planned waves (all n at once, or with
@@ -101,8 +115,8 @@ class CandidatePool:
         texts = [render_output(message) for message in messages]
         new = list(dict.fromkeys(t for t in texts if t not in self._scored))
         if new:
-            assert self.scorer is not None, "set the pool's scorer before adding candidates"
-            rewards, embeddings = self.scorer.score_with_embeddings(new)
+            assert self._scorer is not None, "call use_scorer before adding candidates"
+            rewards, embeddings = self._scorer.score_with_embeddings(new)
             self._scored.update(
                 zip(new, zip(rewards.tolist(), embeddings, strict=True), strict=True)
             )

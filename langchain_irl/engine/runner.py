@@ -88,8 +88,8 @@ def run(
                 executor.submit(contextvars.copy_context().run, limited, count)
                 for _ in range(requests)
             ]
-            if pool.scorer is None:  # encode the prompt while the first requests run
-                pool.scorer = pool.make_scorer()
+            if not pool.has_scorer:  # encode the prompt while the first requests run
+                pool.use_scorer(pool.make_scorer())
             for future in as_completed(futures):
                 outcome = future.exception() or future.result()
                 if outcome is not None:
@@ -141,7 +141,8 @@ async def arun(
                         continue
                     if isinstance(outcome, sampler.control_flow):
                         raise outcome  # before waiting for anything else
-                    pool.scorer = pool.scorer or await scorer
+                    if not pool.has_scorer:
+                        pool.use_scorer(await scorer)
                     await asyncio.to_thread(_record, pool, sampler, count, outcome)
             finally:  # after a fatal failure, an interrupt or a cancellation: stop the others
                 for task in tasks:

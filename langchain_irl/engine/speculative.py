@@ -31,8 +31,10 @@ from langchain_core.messages.ai import UsageMetadata
 
 from langchain_irl.engine.errors import is_retryable
 from langchain_irl.engine.limit import ConcurrencyLimit
+from langchain_irl.engine.options import BestOfNOptions
 from langchain_irl.engine.pool import CandidatePool, Choice
 from langchain_irl.engine.usage import TokenCounter
+from langchain_irl.reward_model.model import PromptScorer
 from langchain_irl.reward_model.rendering import render_output
 
 
@@ -51,19 +53,37 @@ class StreamSampler(Protocol):
         ...
 
 
+class PrefixJudge(Protocol):
+    """Scores a candidate's prefix at a checkpoint: higher is better, compared only with other
+    prefixes of the same length. Async: a judge may wait for its prompt to be encoded, and runs
+    its model in a worker thread, while the streams go on."""
+
+    async def score_prefix(self, prefix: str) -> float: ...
+
+
+class RewardJudge:
+    """The reward model's score of a prefix as if it were a whole answer (Sun et al.)."""
+
+    def __init__(self, scorer: asyncio.Future[PromptScorer]) -> None:
+        self.scorer = scorer  # the prompt, encoded while the first streams start
+
+    async def score_prefix(self, prefix: str) -> float:
+        scorer = await self.scorer
+        rewards, _ = await asyncio.to_thread(scorer.score_with_embeddings, [prefix])
+        return float(rewards[0])
+
+
 @dataclass
 class _Stream:
     """One candidate while it is written."""
 
     chunk: AIMessageChunk | None = None
     tokens: int = 0  # content chunks received: one token each from OpenAI-compatible servers
-    started: bool = False
     finished: bool = False
     error: BaseException | None = None
     cut_at: int | None = None
     tokens_at_cut: int | None = None
     prefix_scores: list[tuple[int, float]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
 
     @property
     def text(self) -> str:
@@ -100,48 +120,69 @@ async def arun_speculative(
     far is closed: a running quantile, so early arrivals are cut as soon as better ones show up.
     Streams past `max_concurrency` wait for a slot, and get one as soon as another is cut or ends.
     """
-    options = pool.options
-    speculative = options.speculative
-    assert speculative is not None
     scorer = asyncio.ensure_future(asyncio.to_thread(pool.make_scorer))
-    streams = [_Stream() for _ in range(options.n)]
-    scored: list[dict[int, float]] = [{} for _ in speculative.checkpoints]  # index -> prefix score
-    judges: set[asyncio.Task[None]] = set()
-    failed = asyncio.Event()  # a failure that ends the call (control flow, not retryable)
-    pool.attempted = options.n
+    pool.ask_all_at_once()
+    race = _Race(pool.options, sampler, limit, RewardJudge(scorer))
+    try:
+        await race.run()
+        pool.use_scorer(await scorer)
+    finally:
+        scorer.cancel()  # a no-op once it has finished
+    await asyncio.to_thread(race.fill, pool)
+    return race.choice(pool.select(sampler.token_counter), pool.conversation)
 
-    def cut(index: int, checkpoint: int) -> None:
-        stream = streams[index]
-        if not stream.alive or stream.done:
-            return
-        if sum(s.alive for s in streams) - 1 < speculative.min_survivors:
-            return
-        stream.cut_at, stream.tokens_at_cut = checkpoint, stream.tokens
-        if stream.task is not None:
-            stream.task.cancel()  # closing the stream stops generation at the provider
 
-    async def judge(index: int, step: int, prefix: str) -> None:
-        pool.scorer = pool.scorer or await scorer
-        rewards, _ = await asyncio.to_thread(pool.scorer.score_with_embeddings, [prefix])
-        reward = float(rewards[0])
-        checkpoint = speculative.checkpoints[step]
-        stream = streams[index]
-        stream.prefix_scores.append((checkpoint, reward))
-        here = scored[step]
-        here[index] = reward
-        ranked = sorted(here, key=here.__getitem__, reverse=True)
-        for loser in ranked[speculative.passing(len(here)) :]:
-            cut(loser, checkpoint)
+class _Race:
+    """The n streams of one call: each written within the concurrency bound, judged at its
+    checkpoints, and cut when it falls behind."""
 
-    async def write(index: int) -> None:
-        stream = streams[index]
-        async with limit.aheld(options.max_concurrency):
-            if failed.is_set():  # the call is ending: send nothing more
+    def __init__(
+        self,
+        options: BestOfNOptions,
+        sampler: StreamSampler,
+        limit: ConcurrencyLimit,
+        judge: PrefixJudge,
+    ) -> None:
+        assert options.speculative is not None
+        self.options = options
+        self.schedule = options.speculative
+        self.sampler = sampler
+        self.limit = limit
+        self.judge = judge
+        self.streams = [_Stream() for _ in range(options.n)]
+        # per checkpoint, the prefix scores seen there so far: stream index -> score
+        self.scored: list[dict[int, float]] = [{} for _ in self.schedule.checkpoints]
+        self.writers: list[asyncio.Task[None]] = []
+        self.judging: set[asyncio.Task[None]] = set()
+        self.failed = asyncio.Event()  # a failure that ends the call (control flow, not retryable)
+
+    async def run(self) -> None:
+        """Write every stream to its end or its cut, and wait for their last scores; raise what
+        ends the call. After an interrupt, a cancellation or a failure, every stream is closed."""
+        self.writers = [asyncio.ensure_future(self.write(i)) for i in range(len(self.streams))]
+        writing = asyncio.gather(*self.writers, return_exceptions=True)
+        stop = asyncio.ensure_future(self.failed.wait())
+        either: list[asyncio.Future[Any]] = [writing, stop]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            self.raise_failure()
+            await asyncio.gather(*self.judging, return_exceptions=True)  # the last scores
+        finally:
+            for task in (*self.writers, *self.judging, stop):
+                task.cancel()
+            await asyncio.gather(writing, *self.judging, return_exceptions=True)
+
+    async def write(self, index: int) -> None:
+        """Stream one candidate once a slot is free; send its prefix to be judged at each
+        checkpoint. A failure is the candidate's, unless it ends the call."""
+        stream = self.streams[index]
+        checkpoints = self.schedule.checkpoints
+        async with self.limit.aheld(self.options.max_concurrency):
+            if self.failed.is_set():  # the call is ending: send nothing more
                 return
-            stream.started = True
             chunks = None
             try:
-                chunks = sampler.stream_one()
+                chunks = self.sampler.stream_one()
                 step = 0
                 async for chunk in chunks:
                     if stream.cut_at is not None:  # a cancellation the stream swallowed
@@ -151,70 +192,77 @@ async def arun_speculative(
                     stream.chunk = chunk if stream.chunk is None else stream.chunk + chunk
                     if chunk.text or chunk.tool_call_chunks:
                         stream.tokens += 1
-                        if step < len(scored) and stream.tokens == speculative.checkpoints[step]:
-                            task = asyncio.ensure_future(judge(index, step, stream.text))
-                            judges.add(task)
-                            task.add_done_callback(judges.discard)
+                        if step < len(checkpoints) and stream.tokens == checkpoints[step]:
+                            task = asyncio.ensure_future(self.reached(index, step, stream.text))
+                            self.judging.add(task)
+                            task.add_done_callback(self.judging.discard)
                             step += 1
                 stream.finished = stream.cut_at is None
             except Exception as error:  # a failed candidate, like any other
                 stream.error = error
-                if isinstance(error, sampler.control_flow) or not is_retryable(error):
-                    failed.set()
+                if isinstance(error, self.sampler.control_flow) or not is_retryable(error):
+                    self.failed.set()
             finally:
                 if chunks is not None:  # a closed stream stops generation at the provider
                     await chunks.aclose()
 
-    for index, stream in enumerate(streams):
-        stream.task = asyncio.ensure_future(write(index))
-    writers = asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
-    stop = asyncio.ensure_future(failed.wait())
-    try:
-        await asyncio.wait([writers, stop], return_when=asyncio.FIRST_COMPLETED)
-        _raise_failure(streams, sampler)
-        await asyncio.gather(*judges, return_exceptions=True)  # the finished ones' last scores
-        pool.scorer = pool.scorer or await scorer
-    finally:  # after an interrupt, a cancellation or a failure: stop every stream, and wait
-        for task in (*(s.task for s in streams if s.task), *judges, stop, scorer):
-            task.cancel()
-        await asyncio.gather(writers, *judges, return_exceptions=True)
-    await asyncio.to_thread(_fill, pool, sampler, streams)
-    choice = pool.select(sampler.token_counter)
-    usage, counted_by = _usage(pool.conversation, streams, sampler.token_counter)
-    overshoots = [s.describe()["overshoot"] for s in streams if s.cut_at is not None]
-    metadata = {
-        **choice.metadata,
-        "usage_counted_by": counted_by,
-        "speculative": {
-            **speculative.model_dump(mode="json"),
-            "generated_tokens": sum(s.tokens for s in streams),
-            "median_overshoot": float(np.median(overshoots)) if overshoots else None,
-            "candidates": [s.describe() for s in streams],
-        },
-    }
-    return Choice(choice.index, metadata, usage)
+    async def reached(self, index: int, step: int, prefix: str) -> None:
+        """Stream `index` wrote `prefix` up to checkpoint `step`: judge it, then cut every stream
+        that is no longer among the best `keep` share of the prefixes scored there."""
+        score = await self.judge.score_prefix(prefix)
+        checkpoint = self.schedule.checkpoints[step]
+        self.streams[index].prefix_scores.append((checkpoint, score))
+        here = self.scored[step]
+        here[index] = score
+        ranked = sorted(here, key=here.__getitem__, reverse=True)
+        for loser in ranked[self.schedule.passing(len(here)) :]:
+            self.cut(loser, checkpoint)
 
+    def cut(self, index: int, checkpoint: int) -> None:
+        """Close a stream still writing, unless that leaves fewer than `min_survivors`."""
+        stream = self.streams[index]
+        if not stream.alive or stream.done:
+            return
+        if sum(s.alive for s in self.streams) - 1 < self.schedule.min_survivors:
+            return
+        stream.cut_at, stream.tokens_at_cut = checkpoint, stream.tokens
+        self.writers[index].cancel()  # closing the stream stops generation at the provider
 
-def _raise_failure(streams: Sequence[_Stream], sampler: StreamSampler) -> None:
-    """Control flow (an agent's interrupt) and failures no retry can mend end the call."""
-    for stream in streams:
-        if isinstance(stream.error, sampler.control_flow):
-            raise stream.error
-    for stream in streams:
-        if stream.error is not None and not is_retryable(stream.error):
-            raise stream.error
+    def raise_failure(self) -> None:
+        """Control flow (an agent's interrupt) and failures no retry can mend end the call."""
+        for stream in self.streams:
+            if isinstance(stream.error, self.sampler.control_flow):
+                raise stream.error
+        for stream in self.streams:
+            if stream.error is not None and not is_retryable(stream.error):
+                raise stream.error
 
+    def fill(self, pool: CandidatePool) -> None:
+        """Finished survivors become the pool's candidates; failed streams its failures."""
+        for stream in self.streams:
+            if stream.error is not None:
+                pool.add_failure(stream.error)
+            elif stream.finished and stream.cut_at is None:  # an empty stream: an empty answer
+                chunk = stream.chunk if stream.chunk is not None else AIMessageChunk(content="")
+                message = message_chunk_to_message(chunk)
+                assert isinstance(message, AIMessage)
+                pool.add([self.sampler.payload(message)], [message])
 
-def _fill(pool: CandidatePool, sampler: StreamSampler, streams: Sequence[_Stream]) -> None:
-    """Finished survivors become the pool's candidates; failed streams its failures."""
-    for stream in streams:
-        if stream.error is not None:
-            pool.add_failure(stream.error)
-        elif stream.finished and stream.cut_at is None:  # an empty stream is an empty answer
-            chunk = stream.chunk if stream.chunk is not None else AIMessageChunk(content="")
-            message = message_chunk_to_message(chunk)
-            assert isinstance(message, AIMessage)
-            pool.add([sampler.payload(message)], [message])
+    def choice(self, choice: Choice, conversation: list[BaseMessage]) -> Choice:
+        """The pool's choice, with what every stream cost and where each was cut."""
+        usage, counted_by = _usage(conversation, self.streams, self.sampler.token_counter)
+        overshoots = [s.describe()["overshoot"] for s in self.streams if s.cut_at is not None]
+        metadata = {
+            **choice.metadata,
+            "usage_counted_by": counted_by,
+            "speculative": {
+                **self.schedule.model_dump(mode="json"),
+                "generated_tokens": sum(s.tokens for s in self.streams),
+                "median_overshoot": float(np.median(overshoots)) if overshoots else None,
+                "candidates": [s.describe() for s in self.streams],
+            },
+        }
+        return Choice(choice.index, metadata, usage)
 
 
 def _usage(
@@ -233,6 +281,7 @@ def _usage(
     counted_by = ["provider"] if reported else []
     if len(reported) < len(started):
         counted_by.append("streamed chunks")
+    prompt: int | None
     if reported:
         prompt = reported[0]["input_tokens"]
     else:
