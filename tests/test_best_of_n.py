@@ -129,10 +129,11 @@ def test_some_failures_are_recorded_not_fatal(
         message = model_.invoke(PROMPT)
         meta = message.response_metadata["best_of_n"]
         assert server.faults_injected == len(meta["failures"]) > 0
-        # failed candidates are asked for again, in retry waves, within the budget
-        assert meta["retry_waves"] >= 1
-        assert meta["n_attempted"] == meta["n_succeeded"] + len(meta["failures"])
-        assert meta["n_succeeded"] == 8 or meta["retry_waves"] == model_.candidate_retries
+        # failed candidates are asked for again, in retry waves, within the budget; the server
+        # draws its faults in request order from its seed, so the retries recover all 8
+        assert 1 <= meta["retry_waves"] <= model_.candidate_retries
+        assert meta["n_succeeded"] == 8
+        assert meta["n_attempted"] == 8 + len(meta["failures"])
         assert all("Error code: 500" in failure for failure in meta["failures"])
 
 
