@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -136,19 +137,27 @@ def test_calibration_separates_demos_from_samples(model: RewardModel) -> None:
     assert np.mean(calibration.demo_scores) > np.mean(calibration.sample_scores)
 
 
-async def test_ascore_matches_and_does_not_block(model: RewardModel, captions: list[str]) -> None:
-    ticks = 0
+async def test_ascore_matches_and_leaves_the_event_loop_free(
+    model: RewardModel, captions: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While `ascore` scores, another coroutine runs: scoring waits until that coroutine has set an
+    event, which it could never do if scoring held the event loop."""
+    loop_ran = threading.Event()
+    score = model.score
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
+    def score_once_the_loop_has_run(prompt: str, candidates: list[str]) -> np.ndarray:
+        # The timeout only keeps a broken ascore from hanging the suite.
+        assert loop_ran.wait(timeout=60), "the event loop did not run while the model scored"
+        return score(prompt, candidates)
 
-    task = asyncio.create_task(ticker())
-    scores = await model.ascore("A dog in a suit.", captions[:256])
-    task.cancel()
-    assert ticks > 5  # the loop kept running while the model scored
+    async def on_the_loop() -> None:
+        loop_ran.set()
+
+    monkeypatch.setattr(model, "score", score_once_the_loop_has_run)
+    scores, _ = await asyncio.gather(
+        model.ascore("A dog in a suit.", captions[:256]), on_the_loop()
+    )
+    monkeypatch.undo()
     np.testing.assert_array_equal(scores, model.score("A dog in a suit.", captions[:256]))
 
 
