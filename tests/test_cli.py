@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -49,14 +50,17 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys) -> N
 
 
 def test_demo_runs_offline_and_reports_human_ratings(tmp_path: Path) -> None:
-    plot = tmp_path / "curve.png"
+    """Run from any folder, it writes nothing there (its plot goes to the user's cache), and the
+    pairwise accuracy it prints is the README's, labelled with the contests it was measured on."""
+    cache = tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-m", "langchain_irl.cli", "demo", "--plot", str(plot)],
+        [sys.executable, "-m", "langchain_irl.cli", "demo"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        | {"XDG_CACHE_HOME": str(cache)},
     )
     assert result.returncode == 0, result.stderr
     for number in (641, 645, 648, 650, 654):
@@ -66,4 +70,38 @@ def test_demo_runs_offline_and_reports_human_ratings(tmp_path: Path) -> None:
     assert summary is not None
     assert float(summary.group(1)) > float(summary.group(2))  # picks beat the average entry
     assert "few-shot: the 3 demonstrations" in result.stdout
-    assert plot.read_bytes()[:4] == b"\x89PNG"
+    plot = cache / "langchain-irl" / "demo" / "best_of_n_demo.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG" and str(plot) in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing in the folder
+    pairwise = re.search(r"pairwise accuracy ([0-9.]+) on 5 demo contests 641 645", result.stdout)
+    assert pairwise is not None, result.stdout
+    readme = (ROOT / "README.md").read_text()
+    assert f"pairwise accuracy {pairwise.group(1)} on these five contests" in readme
+
+
+def test_optimize_takes_a_plain_text_instruction(
+    tmp_path: Path, caption_answers: list[str]
+) -> None:
+    """--system: the baseline's system message, braces and all; each input's 'input' follows."""
+    from langchain_irl.optimize import load_prompt
+    from langchain_irl.testing import OpenAICompatibleServer
+
+    rows = [json.dumps({"input": f"A cat, number {i}."}) + "\n" for i in range(8)]
+    (tmp_path / "inputs.jsonl").write_text("".join(rows))
+    instruction = "Write a funny caption (no {braces} are variables here)."
+    args = ["--reward-model", "caption-humor", "--system", instruction, "--model", "loopback"]
+    args += ["--inputs", "inputs.jsonl", "--max-calls", "30", "--out", "optimized.json"]
+    with OpenAICompatibleServer(answers=caption_answers[:20]) as server:
+        url = server.base_url
+        result = subprocess.run(
+            [sys.executable, "-m", "langchain_irl.cli", "optimize", *args, "--base-url", url],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        asked = [request["messages"] for request in server.requests]
+    system = {"role": "system", "content": instruction}
+    assert [system, {"role": "user", "content": "A cat, number 0."}] in asked
+    assert load_prompt(tmp_path / "optimized.json").input_variables == ["input"]

@@ -1,12 +1,17 @@
-"""The command line as a new user meets it: defaults in the help, early and clear errors, bundled
-models by name, the loopback server on its own."""
+"""The command line as a new user meets it: defaults in the help, early and clear errors (one line
+naming the file, line, field or URL, for every command and file option), bundled models by name,
+the loopback server on its own."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +20,9 @@ from langchain_openai import ChatOpenAI
 from langchain_irl import RewardModel
 from langchain_irl.chat_models.spec import chat_model
 from langchain_irl.cli import main
+from langchain_irl.cli.main import EPILOG, build_parser, parse_args
 from langchain_irl.testing import OpenAICompatibleServer
-from tests.conftest import BUNDLED_MODEL, CAPTIONS
+from tests.conftest import BUNDLED_MODEL, CAPTIONS, ROOT
 
 
 def _demos(path: Path, count: int = 3) -> Path:
@@ -28,26 +34,243 @@ def _demos(path: Path, count: int = 3) -> Path:
     return path
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed command line, run as a user runs it (no OPENAI_* settings unless given)."""
     return subprocess.run(
         [sys.executable, "-m", "langchain_irl.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")} | (env or {}),
     )
 
 
-@pytest.mark.parametrize("command", ["collect", "train", "eval", "demo", "score"])
-def test_every_option_shows_its_default_and_a_help_line(command: str) -> None:
-    help_text = _run(command, "--help").stdout
-    options = help_text.split("options:", 1)[1]
-    entries = ["--" + entry for entry in options.split("\n  --")[1:]]
-    assert len(entries) >= 2, help_text
-    for entry in entries:
-        text = " ".join(entry.split())
-        assert "(default:" in text, text
-        assert len(text.split("(default:")[0].split()) > 2, text  # a help line, not a bare name
+COMMANDS = [
+    *("models", "demo", "score", "best-of-n", "optimize", "collect", "train", "eval", "report"),
+    *("data caption-contest", "data alpaca-eval", "data hh-rlhf"),
+]
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for word in command.split():
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[word]
+    return parser
+
+
+def _entries(help_text: str) -> dict[str, str]:
+    """Each option's entry in a help text, on one line, by the option's first name."""
+    entries: dict[str, str] = {}
+    name = None
+    for line in help_text.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            name = line.split()[0].rstrip(",")
+            entries[name] = line
+        elif line.startswith("   ") and name:
+            entries[name] += " " + line
+        else:
+            name = None  # a blank line or a group's title
+    return {name: " ".join(entry.split()) for name, entry in entries.items()}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_a_help_line_and_says_its_default_once(command: str) -> None:
+    """Once: never "(default: the bundled one) (default: None)"; and never on a required option,
+    nor for None or a flag's False, which only mean "not given"."""
+    entries = _entries(_run(*command.split(), "--help").stdout)
+    for action in _subparser(command)._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        entry = entries[action.option_strings[0]]
+        assert len(entry.split("(default")[0].split()) > 2, entry  # a help line, not a bare name
+        assert entry.count("(default") <= 1, entry
+        assert "(default: None)" not in entry and "(default: False)" not in entry, entry
+        if action.required:
+            assert "(default" not in entry, entry
+        elif action.default not in (None, False, argparse.SUPPRESS):
+            assert "(default" in entry, entry
+
+
+def test_the_epilog_examples_parse() -> None:
+    """Every example of `langchain-irl --help` is a command line the parser accepts (each one
+    continued with a backslash where it goes on)."""
+    epilog = EPILOG.split("examples:\n", 1)[1]
+    for line in epilog.splitlines():  # no two lines run together ("prompt.json       --inputs")
+        assert "  " not in line.strip() and len(line) <= 100, line
+    examples = epilog.replace("\\\n", " ").strip().splitlines()
+    assert len(examples) >= 10
+    for example in examples:
+        words = shlex.split(example.replace("[", "").replace("]", ""))
+        assert words[0] == "langchain-irl", example
+        parse_args(words[1:])  # exits on an error
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.split() == ["langchain-irl", importlib.metadata.version("langchain-irl")]
+
+
+CLOSED = "http://127.0.0.1:9/v1"  # a closed port on loopback: nothing answers there
+PROMPT = ROOT / "examples" / "prompt.json"  # its variable: {cartoon}
+INSTRUCTION = ROOT / "examples" / "instruction.txt"  # plain text: the variable is {input}
+OPTIMIZE = "optimize --reward-model caption-humor --model m --out o.json"
+BEST_OF_N = "best-of-n --sft s.jsonl --pairs p.jsonl --reward-model caption-humor --model m"
+
+# One row a case: [ENV=VALUE ...] the command line, run in a folder of the files below, and what
+# its one line of error says. {server}: a loopback server that answers.
+ERROR_CASES = [
+    # score
+    ("score caption-humor --input no-input.jsonl --out o.jsonl", "no-input.jsonl:1: missing keys"),
+    ("score caption-humor --input no-output.jsonl --out o.jsonl", "1: missing key 'output'"),
+    ("score caption-humor --input empty.jsonl --out o.jsonl", "empty.jsonl: no rows to score"),
+    ("score caption-humor --input not-json.jsonl --out o.jsonl", "not-json.jsonl:1: "),
+    ("score caption-humor --input nowhere.jsonl --out o.jsonl", "nowhere.jsonl: no such file"),
+    ("score caption-humor --input demos.jsonl --out folder", "folder: is a folder"),
+    ("score no-such-model --prompt p a", "no-such-model: no such reward-model folder"),
+    # best-of-n
+    (f"{BEST_OF_N} --input no-input.jsonl", "no-input.jsonl:1: missing key 'input'"),
+    (f"{BEST_OF_N} --input empty.jsonl", "empty.jsonl: no prompts"),
+    (f"{BEST_OF_N} --input demos.jsonl --base-url {CLOSED}", f"cannot reach {CLOSED} (--base-url)"),
+    (f"OPENAI_BASE_URL={CLOSED} {BEST_OF_N} --input demos.jsonl", "(OPENAI_BASE_URL)"),
+    (f"{BEST_OF_N} --input demos.jsonl --sft folder", "folder: is a folder"),
+    # collect
+    ("collect --demos empty.jsonl --out s.jsonl --model m", "empty.jsonl: no demonstrations"),
+    ("collect --demos no-output.jsonl --out s.jsonl --model m", "1: missing key 'output'"),
+    ("collect --demos demos.jsonl --out folder --model m", "folder: is a folder"),
+    (
+        f"collect --demos demos.jsonl --out s.jsonl --openai-model m --base-url {CLOSED}",
+        f"cannot reach {CLOSED} (--base-url): ",
+    ),
+    # optimize
+    (f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --base-url {CLOSED}", CLOSED),
+    (f"{OPTIMIZE} --prompt {PROMPT} --inputs inputs.jsonl", "1: missing key 'cartoon'"),
+    (f"{OPTIMIZE} --prompt {PROMPT} --inputs empty.jsonl", "empty.jsonl: no inputs"),
+    (
+        f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --demos empty.jsonl",
+        "empty.jsonl: no demonstrations",
+    ),
+    (
+        f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --validation inputs.jsonl",
+        "inputs.jsonl:1: missing key 'cartoon'",
+    ),
+    (
+        f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --log demos.jsonl",
+        "demos.jsonl:1: not a log of `langchain-irl optimize`",
+    ),
+    (f"{OPTIMIZE} --prompt nowhere.json --inputs cartoons.jsonl", "nowhere.json: no such file"),
+    (f"{OPTIMIZE} --prompt not-json.json --inputs cartoons.jsonl", "not-json.json: not a saved"),
+    (f"{OPTIMIZE} --prompt empty.txt --inputs inputs.jsonl", "empty.txt: an empty instruction"),
+    (f"{OPTIMIZE} --prompt {INSTRUCTION} --inputs cartoons.jsonl", "1: missing key 'input'"),
+    (f"{OPTIMIZE} --system 'Be funny.' --inputs cartoons.jsonl", "1: missing key 'input'"),
+    (
+        f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --base-url localhost:9",
+        "localhost:9 (--base-url) is not a URL",
+    ),
+    (
+        f"{OPTIMIZE} --prompt {PROMPT} --inputs cartoons.jsonl --base-url {{server}} --max-calls 3",
+        "--max-calls 3 does not cover",
+    ),
+    (
+        f"optimize --reward-model no-such-model --model m --out o.json --prompt {PROMPT} "
+        "--inputs cartoons.jsonl",
+        "no-such-model: no such reward-model folder",
+    ),
+    # demo
+    (f"OPENAI_BASE_URL={CLOSED} demo --model m", f"cannot reach {CLOSED} (OPENAI_BASE_URL): "),
+    (f"OPENAI_BASE_URL={CLOSED} demo", f"cannot reach {CLOSED} (OPENAI_BASE_URL): "),
+    ("OPENAI_BASE_URL=localhost:9 demo", "localhost:9 (OPENAI_BASE_URL) is not a URL"),
+    ("demo --data empty.jsonl", "empty.jsonl: none of the demo's contests"),
+    ("demo --data demos.jsonl", "demos.jsonl:1: not a caption-contest record"),
+    ("demo --out demos.jsonl", "demos.jsonl: is a file"),
+    ("demo --reward-model no-such-model", "no-such-model: no such reward-model folder"),
+    # train, eval, report
+    ("train --demos empty.jsonl --samples demos.jsonl --out m", "empty.jsonl: no records"),
+    ("train --demos demos.jsonl --samples nowhere.jsonl --out m", "nowhere.jsonl: no such file"),
+    ("train --pairs demos.jsonl --out m", "demos.jsonl:1: missing key 'chosen'"),
+    ("train --demos demos.jsonl --samples demos.jsonl --out demos.jsonl", "demos.jsonl: is a file"),
+    ("eval caption-humor --demos not-json.jsonl --samples demos.jsonl", "not-json.jsonl:1: "),
+    (
+        "eval caption-humor --demos demos.jsonl --samples demos.jsonl --adversarial empty.jsonl",
+        "empty.jsonl: no records",
+    ),
+    ("eval caption-humor --demos demos.jsonl --samples demos.jsonl --out demos.jsonl", "a file"),
+    ("report caption-humor --out r --pairs empty.jsonl", "empty.jsonl: no preference pairs"),
+    ("report caption-humor --out demos.jsonl", "demos.jsonl: is a file"),
+    # data
+    ("data caption-contest empty.jsonl --out-dir d", "empty.jsonl: no caption contests"),
+    ("data caption-contest demos.jsonl --out-dir d", "demos.jsonl:1: not a caption-contest"),
+    ("data hh-rlhf empty.jsonl --out d.jsonl", "empty.jsonl: no HH-RLHF records"),
+    ("data hh-rlhf demos.jsonl --out d.jsonl", "demos.jsonl:1: not an HH-RLHF record"),
+    ("data alpaca-eval nowhere.jsonl --out-dir d", "nowhere.jsonl: no such file"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("files")
+    _demos(folder / "demos.jsonl")
+    rows = {
+        "empty.jsonl": [],
+        "no-input.jsonl": [{"text": "A cat."}],
+        "no-output.jsonl": [{"input": "A cat."}],
+        "cartoons.jsonl": [{"cartoon": f"A cat, number {i}."} for i in range(10)],
+        "inputs.jsonl": [{"input": f"A cat, number {i}."} for i in range(10)],
+    }
+    for name, records in rows.items():
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "not-json.jsonl").write_text("not json\n")
+    (folder / "not-json.json").write_text("Write a caption.\n")
+    (folder / "empty.txt").write_text("\n")
+    (folder / "folder").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[OpenAICompatibleServer]:
+    with OpenAICompatibleServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize(("command", "says"), ERROR_CASES)
+def test_an_error_is_one_line_naming_what_is_wrong(
+    command: str, says: str, files: Path, server: OpenAICompatibleServer, tmp_path: Path
+) -> None:
+    """Every command and file option, with a wrong file, a wrong field, an empty file and an
+    unreachable server: one line on stderr that names it, exit code 2, nothing written."""
+    words = shlex.split(command.replace("{server}", server.base_url))
+    env = {"XDG_CACHE_HOME": str(tmp_path)}  # the demo's default folder, and onnxruntime's
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    before = sorted(files.rglob("*"))
+    result = _run(*words, cwd=files, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.splitlines()  # one line: no traceback, no progress bar
+    assert line.startswith("langchain-irl: error: "), line
+    assert line.endswith(" (run with --debug for the traceback)"), line
+    assert says in line, line
+    assert "max_calls" not in line, line  # the option's name, not the Python parameter's
+    assert sorted(files.rglob("*")) == before  # it failed before writing anything
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--debug", "score", "no-such-model", "--prompt", "p", "a"],
+        ["score", "no-such-model", "--prompt", "p", "a", "--debug"],
+        ["score", "--debug", "no-such-model", "--prompt", "p", "a"],
+        ["data", "hh-rlhf", "nowhere.jsonl", "--out", "x.jsonl", "--debug"],
+    ],
+)
+def test_debug_is_accepted_before_or_after_the_command(args: list[str], tmp_path: Path) -> None:
+    result = _run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "langchain-irl: error" not in result.stderr
 
 
 def test_bad_numbers_are_refused_by_the_parser(tmp_path: Path) -> None:

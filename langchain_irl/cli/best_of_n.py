@@ -11,7 +11,9 @@ from langchain_irl.cli.options import (
     actor_cpus,
     add_command,
     batch_options,
+    check_outputs,
     positive,
+    read_rows,
     run_job,
     sampler_factory,
     sampler_options,
@@ -45,14 +47,12 @@ def run(args: argparse.Namespace) -> None:
 
     from langchain_irl.batch import BestOfNRecords
     from langchain_irl.batch.best_of_n import pair_record, sft_record
-    from langchain_irl.data.formats import read_objects
     from langchain_irl.data.jsonl import write_jsonl
 
     if args.n < 2:
         raise ValueError(f"best-of-n needs --n of at least 2, got {args.n}")
-    rows = read_objects(args.input)
-    if not rows:
-        raise ValueError(f"{args.input}: no prompts")
+    check_outputs(files=[args.sft, args.pairs])
+    rows = read_rows(args.input, ("input",), "prompts")
     factory = sampler_factory(args)
     job = functools.partial(
         BestOfNRecords, factory, args.reward_model, args.n, concurrency=args.concurrency

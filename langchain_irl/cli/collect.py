@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, positive, sampler_factory, sampler_options
+from langchain_irl.cli.options import (
+    add_command,
+    check_outputs,
+    positive,
+    sampler_factory,
+    sampler_options,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -31,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from langchain_irl.data.collect import CollectReport, close_sampler, collect
     from langchain_irl.data.formats import read_examples
 
+    check_outputs(files=[args.out])
     demos = read_examples(args.demos, skip_invalid=args.skip_invalid)
     if not demos:
         raise ValueError(f"{args.demos}: no demonstrations to collect samples for")

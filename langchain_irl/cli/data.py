@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import Formatter, add_command, positive, share
+from langchain_irl.cli.options import (
+    Formatter,
+    add_command,
+    check_outputs,
+    debug_option,
+    positive,
+    share,
+)
 from langchain_irl.data.converters import ALPACA_BASE_MODELS, ALPACA_REFERENCE
 
 
@@ -18,6 +25,7 @@ def add_parser(commands: Any) -> None:
         help="New Yorker caption contest -> demos.jsonl (top-rated) + samples.jsonl (the crowd)",
         formatter_class=Formatter,
     )
+    debug_option(captions)
     captions.add_argument("file", type=Path, help="dev.jsonl or train.jsonl.gz")
     captions.add_argument("--out-dir", type=Path, required=True, help="where the files go")
     captions.add_argument("--top", type=positive, default=30, help="demonstrations per contest")
@@ -40,6 +48,7 @@ def add_parser(commands: Any) -> None:
         "JSONL, with held-out instructions in OUT_DIR/heldout",
         formatter_class=Formatter,
     )
+    debug_option(alpaca)
     alpaca.add_argument("file", type=Path, help="dev.jsonl.gz (answers of 52 models, judged)")
     alpaca.add_argument("--out-dir", type=Path, required=True, help="where the files go")
     alpaca.add_argument(
@@ -62,6 +71,7 @@ def add_parser(commands: Any) -> None:
     hh = datasets.add_parser(
         "hh-rlhf", help="Anthropic HH-RLHF -> preference pairs JSONL", formatter_class=Formatter
     )
+    debug_option(hh)
     hh.add_argument("file", type=Path, help="an HH-RLHF JSONL(.gz) file")
     hh.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
     hh.set_defaults(run=run_hh_rlhf)
@@ -71,6 +81,7 @@ def run_caption_contest(args: argparse.Namespace) -> None:
     from langchain_irl.data.converters import caption_contest
     from langchain_irl.data.jsonl import write_jsonl
 
+    check_outputs(folders=[args.out_dir])
     demos, samples = caption_contest(
         args.file,
         top=args.top,
@@ -78,6 +89,10 @@ def run_caption_contest(args: argparse.Namespace) -> None:
         contests=args.contests,
         exclude=args.exclude_contests,
     )
+    if not (demos or samples):
+        _nothing_to_convert(
+            args.file, "caption contests", bool(args.contests or args.exclude_contests)
+        )
     for name, records in (("demos.jsonl", demos), ("samples.jsonl", samples)):
         count = write_jsonl(args.out_dir / name, (r.to_json() for r in records))
         print(f"wrote {count} records to {args.out_dir / name}")
@@ -87,7 +102,10 @@ def run_alpaca_eval(args: argparse.Namespace) -> None:
     from langchain_irl.data.converters import alpaca_eval, held_out, read_alpaca_eval
     from langchain_irl.data.jsonl import write_jsonl
 
+    check_outputs(folders=[args.out_dir])
     instructions = [record["instruction"] for record in read_alpaca_eval(args.file)]
+    if not instructions:
+        _nothing_to_convert(args.file, "AlpacaEval records")
     heldout = held_out(instructions, args.holdout_share, args.seed)
     parts = {
         args.out_dir: set(instructions) - heldout,
@@ -117,5 +135,16 @@ def run_hh_rlhf(args: argparse.Namespace) -> None:
     from langchain_irl.data.converters import hh_rlhf
     from langchain_irl.data.jsonl import write_jsonl
 
-    count = write_jsonl(args.out, (pair.to_json() for pair in hh_rlhf(args.file)))
+    check_outputs(files=[args.out])
+    pairs = hh_rlhf(args.file)
+    if not pairs:
+        _nothing_to_convert(args.file, "HH-RLHF records")
+    count = write_jsonl(args.out, (pair.to_json() for pair in pairs))
     print(f"wrote {count} pairs to {args.out}")
+
+
+def _nothing_to_convert(path: Path, what: str, filtered: bool = False) -> None:
+    from langchain_irl.data.jsonl import DataFileError
+
+    chosen = " left after --contests/--exclude-contests" if filtered else ""
+    raise DataFileError(f"{path}: no {what}{chosen}; nothing written")

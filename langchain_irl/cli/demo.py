@@ -24,6 +24,7 @@ from langchain_irl.bundled import data_file as data_file_of
 from langchain_irl.chat_models.best_of_n import BestOfN
 from langchain_irl.cli.crowd import CrowdChatModel
 from langchain_irl.data.converters import Contest, read_caption_contests
+from langchain_irl.data.jsonl import DataFileError
 from langchain_irl.evaluation.metrics import best_of_n_curve, gap_closed
 from langchain_irl.example_selectors.reward import RewardExampleSelector
 from langchain_irl.extras import require
@@ -53,13 +54,19 @@ def run_demo(
     n: int = 16,
     seed: int = 0,
     llm_name: str | None = None,
-    plot: Path = Path("out/best_of_n_demo.png"),
+    plot: Path | None = None,
 ) -> dict[str, float]:
+    """Run the demo; the best-of-n curve goes to `plot` (default: best_of_n_demo.png in the
+    user's cache, see `demo_command.default_out`)."""
     started = time.perf_counter()
     print("loading the reward model and the caption contests ...", flush=True)
     reward_model = RewardModel.load(model)
-    contests = read_caption_contests(data_file or data_file_of("caption_contest/dev.jsonl"))
+    source = data_file or data_file_of("caption_contest/dev.jsonl")
+    contests = read_caption_contests(source)
     held_out = [contest for contest in contests if contest.number in DEMO_CONTESTS]
+    if not held_out:
+        numbers = ", ".join(map(str, DEMO_CONTESTS))
+        raise DataFileError(f"{source}: none of the demo's contests ({numbers}) is in it")
     llm = _base_model(llm_name, held_out, seed)
     best_of_n = BestOfN(llm=llm, reward_model=reward_model, n=n, return_all=True, seed=seed)
     chain = PROMPT | best_of_n | StrOutputParser()
@@ -67,7 +74,7 @@ def run_demo(
 
     card = reward_model.card
     print(f"reward model: {reward_model.name} ({card.objective}; encoder {card.encoder.name})")
-    print(f"  held-out pairwise accuracy {card.metrics.get('pairwise_accuracy', float('nan')):.3f}")
+    print(f"  {_pairwise_accuracy(card)}")
     crowd = isinstance(llm, CrowdChatModel)
     if crowd:
         print(
@@ -121,8 +128,10 @@ def run_demo(
             [1, 2, 4, 8, 16, 32],
             seed=seed,
         )
+        from langchain_irl.cli.demo_command import default_out
         from langchain_irl.evaluation.plots import best_of_n_plot
 
+        plot = plot or default_out() / "best_of_n_demo.png"
         plot.parent.mkdir(parents=True, exist_ok=True)
         best_of_n_plot(curve, plot, "best-of-n on unseen cartoons", "human rating")
         summary["gap_closed_16"] = gap_closed(curve, curve["n"].index(16))
@@ -131,14 +140,31 @@ def run_demo(
     return summary
 
 
+def _pairwise_accuracy(card: Any) -> str:
+    """The model's pairwise accuracy on the data the demo runs on, when its card has it (an
+    evaluation naming the demo contests), else on the validation data of its training; labelled
+    with the data either way."""
+    for name, metrics in card.evaluations.items():
+        if "pairwise_accuracy" in metrics and all(str(c) in name for c in DEMO_CONTESTS):
+            return f"pairwise accuracy {metrics['pairwise_accuracy']:.3f} on {name}"
+    value = card.metrics.get("pairwise_accuracy", float("nan"))
+    return f"pairwise accuracy {value:.3f} on its held-out validation data (its card)"
+
+
 def _has_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
 def _base_model(name: str | None, contests: list[Contest], seed: int) -> BaseChatModel:
-    if name is None and not os.environ.get("OPENAI_BASE_URL"):
+    """The crowd, or with a name or OPENAI_BASE_URL a model at that endpoint (which must answer)."""
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if name is None and not base_url:
         return CrowdChatModel(contests=contests, seed=seed)
     ChatOpenAI = require("langchain_openai", "--model", "cli").ChatOpenAI
+    if base_url:
+        from langchain_irl.cli.errors import check_reachable
+
+        check_reachable(base_url, "OPENAI_BASE_URL")
 
     return ChatOpenAI(model=name or "gpt-4o-mini", temperature=1.0)
 

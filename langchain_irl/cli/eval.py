@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, example_options, load_examples, model_argument
+from langchain_irl.cli.options import (
+    add_command,
+    check_outputs,
+    example_options,
+    load_examples,
+    model_argument,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -38,15 +44,19 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from langchain_irl.data.formats import read_examples
+    from langchain_irl.data.jsonl import DataFileError
     from langchain_irl.evaluation.report import evaluate
     from langchain_irl.reward_model.card import record_evaluation
     from langchain_irl.reward_model.model import RewardModel
 
+    check_outputs(folders=[args.out])
     demos, samples = load_examples(args)
-    adversarial = {  # adversarial-NullModel.jsonl -> metric adversarial_NullModel
-        path.name.split(".")[0].removeprefix("adversarial-"): read_examples(path)
-        for path in args.adversarial
-    }
+    adversarial = {}
+    for path in args.adversarial:  # adversarial-NullModel.jsonl -> metric adversarial_NullModel
+        examples = read_examples(path)
+        if not examples:
+            raise DataFileError(f"{path}: no records")
+        adversarial[path.name.split(".")[0].removeprefix("adversarial-")] = examples
     model = RewardModel.load(args.model)
     report = evaluate(model, demos, samples, plots_dir=args.out, adversarial=adversarial)
     print(f"{model.name} on {len(demos)} demonstrations and {len(samples)} policy samples:")

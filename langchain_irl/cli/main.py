@@ -2,8 +2,9 @@
 the bundled models and the offline demo.
 
 Each command's work lives in the library and its options in a module of this package; this one
-parses arguments, runs the command, and turns the library's errors into one line on stderr (exit
-code 2), or into the full traceback with --debug.
+parses arguments, runs the command, and turns the errors a command can meet into one line on
+stderr (exit code 2; `errors.one_line` says which and how), or into the full traceback with
+--debug, given before or after the command.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from langchain_irl import __version__
 from langchain_irl.cli import (
     best_of_n,
     collect,
@@ -26,10 +28,8 @@ from langchain_irl.cli import (
     train,
 )
 from langchain_irl.cli import eval as evaluate
-from langchain_irl.cli.options import Formatter
-from langchain_irl.data.formats import DataFileError
-from langchain_irl.extras import MissingExtraError
-from langchain_irl.reward_model.card import ModelFolderError
+from langchain_irl.cli.errors import one_line
+from langchain_irl.cli.options import DEBUG_HELP, Formatter
 
 EPILOG = """\
 examples:
@@ -50,7 +50,7 @@ examples:
   langchain-irl score helpful --input logged.jsonl --out scored.jsonl [--ray --actors 8]
   langchain-irl best-of-n --input prompts.jsonl --sft sft.jsonl --pairs pairs.jsonl \\
       --reward-model helpful --model openai:gpt-4o-mini --n 8 --margin 0.5 [--ray]
-  langchain-irl optimize --reward-model caption-humor --prompt prompt.json \
+  langchain-irl optimize --reward-model caption-humor --prompt examples/prompt.json \\
       --inputs cartoons.jsonl --demos demos.jsonl --model openai:gpt-4o-mini --out optimized.json
 """
 
@@ -70,7 +70,29 @@ COMMANDS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("root", "onnxruntime", "transformers", "httpx", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args) or 0)
+    except Exception as exc:
+        message = one_line(exc)
+        if message is None:  # not an error a command expects: a bug, with its traceback
+            raise
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"langchain-irl: error: {message} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return 2
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's arguments (exits with usage on an error, as argparse does)."""
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `score MODEL --prompt P CANDIDATE...`: argparse gives the candidates after an option back
     # as extras, since `candidates` may be empty (the --input mode); they are candidates.
@@ -78,41 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.candidates = [*args.candidates, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("root", "onnxruntime", "transformers", "httpx", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return int(args.run(args) or 0)
-    except (
-        DataFileError,
-        ModelFolderError,
-        MissingExtraError,
-        FileNotFoundError,
-        ValueError,
-        RuntimeError,
-    ) as exc:
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(
-                f"langchain-irl: error: {exc} (run with --debug for the traceback)",
-                file=sys.stderr,
-            )
-        return 2
+    return args
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langchain-irl",
         description="Learn a reward from demonstrations and use it with LangChain.",
         epilog=EPILOG,
         formatter_class=Formatter,
     )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="on an error, print the full traceback instead of one line",
-    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(commands)

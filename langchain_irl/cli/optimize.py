@@ -1,13 +1,32 @@
-"""`langchain-irl optimize`: choose a prompt's instruction and demonstrations with the reward."""
+"""`langchain-irl optimize`: choose a prompt's instruction and demonstrations with the reward.
+
+The baseline prompt is a ChatPromptTemplate in langchain-core's JSON (examples/prompt.json), or a
+plain-text instruction (--system, or a .txt file): the system message, then each input's `input`
+as the user message. Every file is checked before the first model call: each --inputs and
+--validation row has every variable of the prompt, --demos has demonstrations, --log is this
+command's log, and the model endpoint answers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_irl.cli.options import add_command, endpoint_options, positive
+from langchain_irl.cli.options import (
+    add_command,
+    check_outputs,
+    endpoint,
+    endpoint_options,
+    positive,
+    read_rows,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.prompts import ChatPromptTemplate
 
 
 def add_parser(commands: Any) -> None:
@@ -18,11 +37,24 @@ def add_parser(commands: Any) -> None:
         "once, so that each later call costs one call",
     )
     optimize.add_argument("--reward-model", required=True, help="a bundled name or a folder")
-    optimize.add_argument(
-        "--prompt", type=Path, required=True, help="the baseline ChatPromptTemplate, as JSON"
+    baseline = optimize.add_mutually_exclusive_group(required=True)
+    baseline.add_argument(
+        "--prompt",
+        type=Path,
+        help="the baseline prompt: a ChatPromptTemplate as langchain-core's JSON (a .json file, "
+        "e.g. examples/prompt.json), or a plain-text instruction (any other file, e.g. .txt): "
+        "the system message, then each input's 'input' as the user message",
+    )
+    baseline.add_argument(
+        "--system",
+        help="the baseline prompt as a plain-text instruction given here (as a .txt --prompt)",
     )
     optimize.add_argument(
-        "--inputs", type=Path, required=True, help="JSONL: values of the prompt's variables"
+        "--inputs",
+        type=Path,
+        required=True,
+        help="JSONL: values of the prompt's variables, one object a line ({'input': ...} for a "
+        "plain-text prompt)",
     )
     optimize.add_argument("--demos", type=Path, help="demonstrations JSONL (input, output)")
     optimize.add_argument(
@@ -39,7 +71,12 @@ def add_parser(commands: Any) -> None:
     )
     endpoint_options(optimize)
     optimize.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
-    optimize.add_argument("--max-calls", type=positive, default=300, help="every model call")
+    optimize.add_argument(
+        "--max-calls",
+        type=positive,
+        default=300,
+        help="model calls the whole run may make, proposals and the final check included",
+    )
     optimize.add_argument("--log", type=Path, help="JSONL journal: a killed run resumes from it")
     optimize.add_argument("--seed", type=int, default=0, help="seed of the split and proposals")
     optimize.add_argument("--out", type=Path, required=True, help="the chosen prompt, as JSON")
@@ -47,44 +84,127 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from langchain_irl.data.formats import read_examples, read_objects
-    from langchain_irl.optimize import load_prompt, optimize_prompt
+    from langchain_irl.data.formats import read_examples
+    from langchain_irl.data.jsonl import DataFileError
+    from langchain_irl.optimize import optimize_prompt
     from langchain_irl.reward_model.model import RewardModel
 
+    check_outputs(files=[args.out, args.log])
+    prompt = _baseline(args)
+    variables = sorted(prompt.input_variables)
+    inputs = read_rows(args.inputs, variables, "inputs")
+    validation = read_rows(args.validation, variables, "inputs") if args.validation else None
+    examples = read_examples(args.demos) if args.demos else []
+    if args.demos and not examples:
+        raise DataFileError(f"{args.demos}: no demonstrations")
+    _check_log(args.log)
     model = RewardModel.of(args.reward_model)
-    prompt = load_prompt(args.prompt)
-    inputs = read_objects(args.inputs)
-    validation = read_objects(args.validation) if args.validation else None
     demonstrations = [
         {"input": example.prompt(model.card.prompt_format), "output": example.output}
-        for example in (read_examples(args.demos) if args.demos else [])
+        for example in examples
     ]
     llm = _chat_model(args.model, args)
     proposer = _chat_model(args.proposer, args) if args.proposer else None
-    result = optimize_prompt(
-        llm,
-        model,
-        prompt,
-        inputs,
-        demonstrations=demonstrations,
-        proposer=proposer,
-        max_calls=args.max_calls,
-        validation=validation,
-        seed=args.seed,
-        log=args.log,
-    )
+    try:
+        result = optimize_prompt(
+            llm,
+            model,
+            prompt,
+            inputs,
+            demonstrations=demonstrations,
+            proposer=proposer,
+            max_calls=args.max_calls,
+            validation=validation,
+            seed=args.seed,
+            log=args.log,
+            progress=sys.stderr.isatty(),
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(_in_option_terms(str(exc), args)) from exc
     result.save(args.out)
     print(result.report.summary())
     print(f"wrote {args.out}")
 
 
-def _chat_model(spec: str, args: argparse.Namespace) -> Any:
-    """The model `spec` names; with --base-url, a bare name is a model at that endpoint."""
-    from langchain_irl.chat_models.spec import chat_model
+def _in_option_terms(message: str, args: argparse.Namespace) -> str:
+    """A message of `optimize_prompt` in this command's terms: its parameter `max_calls` as
+    --max-calls, and "inputs" with the files they came from."""
+    if "max_calls" in message:
+        return message.replace("max_calls=", "--max-calls ").replace("max_calls", "--max-calls")
+    if "inputs" in message:
+        files = [f"--inputs {args.inputs}"]
+        files += [f"--validation {args.validation}"] if args.validation else []
+        return f"{', '.join(files)}: {message}"
+    return message
 
-    if args.base_url and ":" not in spec:
+
+def _baseline(args: argparse.Namespace) -> ChatPromptTemplate:
+    """The prompt --prompt or --system gives."""
+    from langchain_irl.data.jsonl import DataFileError
+    from langchain_irl.optimize import load_prompt
+
+    if args.system is not None:
+        return instruction_prompt(args.system, "--system")
+    path: Path = args.prompt
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    if path.suffix == ".json":
+        return load_prompt(path)
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: unreadable ({exc})") from exc
+    return instruction_prompt(text, str(path))
+
+
+def instruction_prompt(text: str, source: str) -> ChatPromptTemplate:
+    """A plain-text instruction as a prompt: the system message (its braces are text, not
+    variables), then the input's `input` as the user message."""
+    from langchain_core.prompts import ChatPromptTemplate, SystemMessagePromptTemplate
+
+    from langchain_irl.data.jsonl import DataFileError
+
+    if not text.strip():
+        raise DataFileError(f"{source}: an empty instruction")
+    escaped = text.strip().replace("{", "{{").replace("}", "}}")
+    return ChatPromptTemplate.from_messages(
+        [SystemMessagePromptTemplate.from_template(escaped), ("human", "{input}")]
+    )
+
+
+def _check_log(path: Path | None) -> None:
+    """A --log to resume from holds this command's records, JSON objects with a "kind", one a
+    line; a torn last line (a run killed mid-write) is the log's own to cut off."""
+    from langchain_irl.data.jsonl import DataFileError, numbered_lines
+
+    if path is None or not path.exists():
+        return
+    lines = list(numbered_lines(path))
+    if lines and not lines[-1][1].endswith("\n"):
+        lines.pop()
+    for number, line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            record = exc
+        if not isinstance(record, dict) or "kind" not in record:
+            raise DataFileError(
+                f"{path}:{number}: not a log of `langchain-irl optimize` (give a new file, or the "
+                "--log of the run to resume)"
+            )
+
+
+def _chat_model(spec: str, args: argparse.Namespace) -> Any:
+    """The model `spec` names; with --base-url (or $OPENAI_BASE_URL), a bare name is a model at
+    that endpoint, which must answer."""
+    from langchain_irl.chat_models.spec import chat_model
+    from langchain_irl.cli.errors import check_reachable
+
+    url = endpoint(args)
+    if url and ":" not in spec:
+        check_reachable(*url)
         api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
         return chat_model(
-            f"openai:{spec}", base_url=args.base_url, api_key=api_key, temperature=args.temperature
+            f"openai:{spec}", base_url=url[0], api_key=api_key, temperature=args.temperature
         )
     return chat_model(spec, temperature=args.temperature, api_key=args.api_key)

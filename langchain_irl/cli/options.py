@@ -1,10 +1,12 @@
-"""What the commands share: the help formatter, number checks, the sampler and batch option
-groups, the sampler they describe, running a job here or on Ray, and reading train/eval data."""
+"""What the commands share: the help formatter, --debug, number checks, the sampler and batch
+option groups, the sampler they describe, running a job here or on Ray, and reading and checking
+their files (rows with the keys a command needs, outputs that are not in a folder's place)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,33 @@ ENCODER_HELP = (
 READ_CPUS = 0.25
 
 
+DEBUG_HELP = "on an error, print the full traceback instead of one line"
+
+
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default, keeps the epilog's line breaks."""
+    """Shows an option's default once, where it says something: not for a required option, nor
+    for None or a flag's False (not given), nor when the help says it already. Keeps the epilog's
+    line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unset = action.default is None or action.default is False
+        if action.required or unset or "(default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose description is its one-line help."""
-    return commands.add_parser(name, help=help, description=help, formatter_class=Formatter)
+    parser = commands.add_parser(name, help=help, description=help, formatter_class=Formatter)
+    debug_option(parser)
+    return parser
+
+
+def debug_option(parser: argparse.ArgumentParser) -> None:
+    """--debug after the command too (`langchain-irl score ... --debug`); the top-level parser sets
+    its default, so the command's leaves it alone unless given."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
 
 def model_argument(parser: argparse.ArgumentParser) -> None:
@@ -78,14 +100,20 @@ def sampler_options(parser: argparse.ArgumentParser) -> None:
 
 def endpoint_options(parser: argparse.ArgumentParser) -> None:
     """Where an OpenAI-compatible model is, and its key."""
-    parser.add_argument(
-        "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL"),
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
+    parser.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
     parser.add_argument(
         "--api-key", default=None, help="API key (default: $OPENAI_API_KEY, else the provider's)"
     )
+
+
+def endpoint(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The OpenAI-compatible endpoint the options name, and where it was named (for messages):
+    --base-url, else $OPENAI_BASE_URL; None when neither is set."""
+    if args.base_url:
+        return args.base_url, "--base-url"
+    if os.environ.get("OPENAI_BASE_URL"):
+        return os.environ["OPENAI_BASE_URL"], "OPENAI_BASE_URL"
+    return None
 
 
 def batch_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
@@ -100,17 +128,21 @@ def batch_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
 
 def sampler_factory(args: argparse.Namespace) -> Any:
     """A picklable zero-argument factory of the sampler the options describe (Ray actors build
-    their own)."""
+    their own). An endpoint that nothing answers at is an error here, before any work."""
     import functools
 
+    from langchain_irl.cli.errors import check_reachable
     from langchain_irl.data.collect import openai_sampler
 
-    endpoint_model = args.openai_model or (args.model if args.base_url else None)
+    url = endpoint(args)
+    endpoint_model = args.openai_model or (args.model if url else None)
     if endpoint_model:
+        if url:
+            check_reachable(*url)
         return functools.partial(
             openai_sampler,
             endpoint_model,
-            base_url=args.base_url,
+            base_url=url[0] if url else None,
             api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "unused",
             system=args.system,
             retries=args.retries,
@@ -165,6 +197,41 @@ def actor_cpus(actors: int) -> float:
 
     total = float(ray.cluster_resources().get("CPU", 1))
     return min(1.0, max(0.1, (total - READ_CPUS) / actors))
+
+
+def read_rows(path: Path, needs: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, each with the keys `needs` (an `input` checked to be a
+    string or chat messages, an `output` a string); a row without one, or a file without rows
+    (`what` they are, e.g. "prompts"), is an error naming the file and line."""
+    from langchain_irl.data.formats import parse_input
+    from langchain_irl.data.jsonl import DataFileError, read_records
+
+    def checked(row: Any) -> dict[str, Any]:
+        missing = [key for key in needs if key not in row]
+        if missing:
+            keys = ("key " if len(missing) == 1 else "keys ") + ", ".join(map(repr, missing))
+            raise ValueError(f"missing {keys} (keys present: {sorted(row)})")
+        if "input" in needs:
+            parse_input(row["input"])
+        if "output" in needs and not isinstance(row["output"], str):
+            raise ValueError(f"'output' must be a string, got {type(row['output']).__name__}")
+        return dict(row)
+
+    rows = read_records(path, checked)
+    if not rows:
+        raise DataFileError(f"{path}: no {what}")
+    return rows
+
+
+def check_outputs(files: Sequence[Path | None] = (), folders: Sequence[Path | None] = ()) -> None:
+    """Refuse, before any work, an output file where a folder is, or an output folder where a
+    file is."""
+    for path in files:
+        if path is not None and path.is_dir():
+            raise ValueError(f"{path}: is a folder; give a file to write")
+    for path in folders:
+        if path is not None and path.exists() and not path.is_dir():
+            raise ValueError(f"{path}: is a file; give a folder to write into")
 
 
 def load_examples(args: argparse.Namespace) -> tuple[list, list]:

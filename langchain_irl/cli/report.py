@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langchain_irl.cli.options import add_command, example_options, load_examples, model_argument
+from langchain_irl.cli.options import (
+    add_command,
+    check_outputs,
+    example_options,
+    load_examples,
+    model_argument,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
     from langchain_irl.evaluation.html_report import write_report
     from langchain_irl.reward_model.model import RewardModel
 
+    check_outputs(files=[args.screenshot], folders=[args.out])
     demos = samples = None
     if args.demos or args.samples or args.pairs:
         demos, samples = load_examples(args)

@@ -12,7 +12,9 @@ from langchain_irl.cli.options import (
     actor_cpus,
     add_command,
     batch_options,
+    check_outputs,
     model_argument,
+    read_rows,
     run_job,
 )
 
@@ -77,14 +79,12 @@ def _score_file(args: argparse.Namespace) -> None:
     import functools
 
     from langchain_irl.batch import BatchScorer
-    from langchain_irl.data.formats import read_objects
     from langchain_irl.data.jsonl import write_jsonl
 
     if not (args.input and args.out) or args.prompt or args.candidates:
         raise ValueError("--input and --out go together, without --prompt or candidates")
-    rows = read_objects(args.input)
-    if not rows:
-        raise ValueError(f"{args.input}: no rows to score")
+    check_outputs(files=[args.out])
+    rows = read_rows(args.input, ("input", "output"), "rows to score")
     job = functools.partial(BatchScorer, args.model)
 
     def ray_job(dataset: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_irl.cli.options import (
     ENCODER_HELP,
     add_command,
+    check_outputs,
     example_options,
     load_examples,
     positive,
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
     for module in ("torch", "transformers", "onnx"):
         require(module, "training", "train")
     demos, samples = load_examples(args)
+    check_outputs(folders=[args.out, args.embedding_cache, args.checkpoint_dir])
     from langchain_irl.train.config import FineTuneConfig, TrainConfig
     from langchain_irl.train.pipeline import train
 
