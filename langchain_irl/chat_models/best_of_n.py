@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
@@ -42,6 +43,7 @@ from langchain_core.runnables import (
     RunnableWithFallbacks,
 )
 from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.langchain import LangChainTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_irl.chat_models.identity import stable_identity
@@ -403,36 +405,59 @@ def _child_callbacks(
     )
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
     tracers = [h for h in run_manager.inheritable_handlers if isinstance(h, BaseTracer)]
-    manager.set_handlers([_usage_counted_by_parent(t) for t in tracers])
+    handlers: list[BaseCallbackHandler] = [_UsageCountedByParent(t) for t in tracers]
+    langsmith = next((t for t in tracers if isinstance(t, LangChainTracer)), None)
+    if langsmith is not None:
+        handlers.append(_TracedToLangSmith(client=langsmith.client))
+    manager.set_handlers(handlers)
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     manager.add_tags(["best-of-n-candidate"], inherit=False)
     return manager
 
 
-def _usage_counted_by_parent(tracer: BaseTracer) -> BaseTracer:
-    """The tracer itself, seen through a copy whose `on_llm_end` drops the candidate's token
-    usage (its best-of-n parent counts it, once). The copy is of a subclass of the tracer's own
-    class, so LangChain still recognises it (it adds no second LangSmith tracer beside it), and
-    it shares the tracer's run map, so the candidates nest under their parent."""
-    base = type(tracer)
-    kind = _USAGE_FREE_KINDS.get(base)
-    if kind is None:
+class _UsageCountedByParent(BaseCallbackHandler):
+    """A tracer's view of the candidate runs: every event goes to the tracer itself (whose run
+    map nests the candidates under their parent), except that a finished candidate carries no
+    token usage: its best-of-n parent counts it, once."""
 
-        def on_llm_end(self: BaseTracer, response: LLMResult, **kwargs: Any) -> Any:
-            groups = [[_without_usage(g) for g in group] for group in response.generations]
-            output = {k: v for k, v in (response.llm_output or {}).items() if k != "token_usage"}
-            bare = response.model_copy(update={"generations": groups, "llm_output": output or None})
-            return base.on_llm_end(self, bare, **kwargs)
+    def __init__(self, tracer: BaseTracer) -> None:
+        self.tracer = tracer
+        self.raise_error = tracer.raise_error
+        self.run_inline = tracer.run_inline
 
-        kind = type(f"UsageFree{base.__name__}", (base,), {"on_llm_end": on_llm_end})
-        _USAGE_FREE_KINDS[base] = kind
-    view = object.__new__(kind)  # not copy.copy: a tracer's __copy__ returns the tracer itself
-    view.__dict__.update(tracer.__dict__)  # the same run map, order map, client, ...
-    return view
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> Any:
+        groups = [[_without_usage(g) for g in group] for group in response.generations]
+        output = {k: v for k, v in (response.llm_output or {}).items() if k != "token_usage"}
+        bare = response.model_copy(update={"generations": groups, "llm_output": output or None})
+        return self.tracer.on_llm_end(bare, **kwargs)
 
 
-_USAGE_FREE_KINDS: dict[type, type] = {}
+class _TracedToLangSmith(LangChainTracer):
+    """Tells LangChain that the candidates' calls are traced to LangSmith already (through a
+    `_UsageCountedByParent`): it adds a LangSmith tracer of its own to every call whose handlers
+    include none, which would post each candidate again, with its usage. Ignores every event."""
+
+
+def _forward(name: str) -> Callable[..., Any]:
+    def forward(self: _UsageCountedByParent, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.tracer, name)(*args, **kwargs)
+
+    return forward
+
+
+def _forward_flag(name: str) -> property:
+    return property(lambda self: getattr(self.tracer, name))
+
+
+# Every event and flag a handler has, looked up rather than listed, so that the events a later
+# langchain-core adds reach the tracer too (and pass the stand-in by).
+for _name in dir(BaseCallbackHandler):
+    if _name.startswith("on_") and _name != "on_llm_end":
+        setattr(_UsageCountedByParent, _name, _forward(_name))
+    elif _name.startswith("ignore_"):
+        setattr(_UsageCountedByParent, _name, _forward_flag(_name))
+        setattr(_TracedToLangSmith, _name, property(lambda self: True))
 
 
 def _without_usage(generation: Generation) -> Generation:
