@@ -24,7 +24,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
@@ -35,13 +35,7 @@ from langchain_core.outputs import (
     Generation,
     LLMResult,
 )
-from langchain_core.runnables import (
-    Runnable,
-    RunnableBinding,
-    RunnableParallel,
-    RunnableSequence,
-    RunnableWithFallbacks,
-)
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableSerializable
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.langchain import LangChainTracer
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -369,22 +363,29 @@ class BestOfN(BestOfNOptions, BaseChatModel):
         return found[0]
 
 
-def _reroute(runnable: Any, inner: BaseChatModel, outer: BestOfN) -> tuple[Any, bool]:
-    """`runnable` with each binding of `inner` replaced by the same binding of `outer`."""
-    if isinstance(runnable, RunnableBinding) and runnable.bound is inner:
-        return outer.bind(**runnable.kwargs), True
-    if isinstance(runnable, RunnableSequence):
-        steps = [_reroute(step, inner, outer) for step in runnable.steps]
-        return RunnableSequence(*(s for s, _ in steps)), any(f for _, f in steps)
-    if isinstance(runnable, RunnableParallel):
-        branches = {k: _reroute(v, inner, outer) for k, v in runnable.steps__.items()}
-        return RunnableParallel({k: s for k, (s, _) in branches.items()}), any(
-            f for _, f in branches.values()
-        )
-    if isinstance(runnable, RunnableWithFallbacks):
-        primary, found = _reroute(runnable.runnable, inner, outer)
-        return runnable.model_copy(update={"runnable": primary}), found
-    return runnable, False
+def _reroute(value: Any, inner: BaseChatModel, outer: BestOfN) -> tuple[Any, bool]:
+    """`value` with each binding of `inner` replaced by the same binding of `outer`, and whether
+    there was one. A Runnable that holds others (a sequence's steps, a map's branches, fallbacks)
+    is a pydantic model: it is copied with those fields rerouted, whatever langchain-core names
+    them. Language models are leaves."""
+    if isinstance(value, RunnableBinding) and value.bound is inner:
+        return outer.bind(**value.kwargs), True
+    if isinstance(value, dict):
+        items = {key: _reroute(item, inner, outer) for key, item in value.items()}
+        if any(found for _, found in items.values()):
+            return {key: item for key, (item, _) in items.items()}, True
+    elif isinstance(value, list | tuple):
+        entries = [_reroute(item, inner, outer) for item in value]
+        if any(found for _, found in entries):
+            return type(value)(item for item, _ in entries), True
+    elif isinstance(value, RunnableSerializable) and not isinstance(value, BaseLanguageModel):
+        fields = {
+            name: _reroute(getattr(value, name), inner, outer) for name in type(value).model_fields
+        }
+        update = {name: item for name, (item, found) in fields.items() if found}
+        if update:
+            return value.model_copy(update=update), True
+    return value, False
 
 
 def _child_callbacks(
