@@ -88,8 +88,11 @@ def test_the_installed_package_is_the_wheel(installed: Path, tmp_path: Path) -> 
 
 
 def test_the_demo_runs_from_any_directory(installed: Path, tmp_path: Path) -> None:
-    output = _run(installed, ["langchain-irl", "demo"], tmp_path)
-    assert "best-of-16 by the reward" in output and (tmp_path / "out/best_of_n_demo.png").exists()
+    cache = tmp_path / "cache"
+    output = _run(installed, ["langchain-irl", "demo"], tmp_path, {"XDG_CACHE_HOME": str(cache)})
+    assert "best-of-16 by the reward" in output
+    assert (cache / "langchain-irl/demo/best_of_n_demo.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing left where it ran
     assert "caption-humor" in _run(installed, ["langchain-irl", "models"], tmp_path)
 
 
