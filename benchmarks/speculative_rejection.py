@@ -194,7 +194,7 @@ def _lockstep_ideal(
             if len(alive) <= schedule.min_survivors or not writing:
                 break
             prefixes = [" ".join(words[i][:checkpoint]) for i in writing]
-            rewards, _ = scorer.score_with_embeddings(prefixes)
+            rewards = scorer.score_candidates(prefixes).rewards
             keep = max(
                 schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))
             )
@@ -202,7 +202,7 @@ def _lockstep_ideal(
             for i in ranked[keep:]:
                 spent[i] = checkpoint
             alive = [i for i in alive if i not in ranked[keep:]]
-        whole, _ = scorer.score_with_embeddings([answers[i] for i in alive])
+        whole = scorer.score_candidates([answers[i] for i in alive]).rewards
         pick = answers[alive[int(np.argmax(whole))]]
         tokens.append(sum(spent))
         quality.append(judge.get((prompt, pick), 0.0))

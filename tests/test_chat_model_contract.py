@@ -174,13 +174,13 @@ def test_identical_candidates_are_scored_once_and_warned_once_at_the_callers_lin
     model: RewardModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scored: list[int] = []
-    real_score = type(model.scorer(PROMPT)).score_with_embeddings
+    real_score = type(model.scorer(PROMPT)).score_candidates
 
     def counting(self, candidates):  # type: ignore[no-untyped-def]
         scored.append(len(candidates))
         return real_score(self, candidates)
 
-    monkeypatch.setattr(type(model.scorer(PROMPT)), "score_with_embeddings", counting)
+    monkeypatch.setattr(type(model.scorer(PROMPT)), "score_candidates", counting)
     same = FakeListChatModel(responses=["Same caption."])
     best = BestOfN(llm=same, reward_model=model, n=4)
     with warnings.catch_warnings(record=True) as caught:

@@ -22,6 +22,7 @@ from langchain_irl.data.collect import Sampler
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
 from langchain_irl.engine import BestOfNOptions, CandidatePool, ConcurrencyLimit, arun
 from langchain_irl.engine.runner import on_engine_loop
+from langchain_irl.engine.selection import Selection
 from langchain_irl.reward_model.model import RewardModel
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ class BestOfNRecords:
 
     The same path as every best-of-n call (`engine.arun`): n samples in one request per prompt,
     identical texts scored once, retry waves for failures that can succeed, a failure that cannot
-    (a 400, a 401) ends that prompt at once. Returns the batch's rows with `completion` (the best
-    sample), `rejected` (the worst distinct one, empty when all n were the same),
+    (a 400, a 401) ends that prompt at once. Returns the batch's rows with `completion` (the
+    sample the `selection` rule picks: the best by default; `conservative` weighs the reward's
+    ensemble spread), `rejected` (the worst distinct one, empty when all n were the same),
     `chosen_reward`, `rejected_reward`, `margin` and `error` (why a prompt got no samples);
     `sft_record` and `pair_record` turn a row into TRL's formats.
     """
@@ -46,12 +48,18 @@ class BestOfNRecords:
         *,
         concurrency: int = 8,
         input_column: str = "input",
+        selection: Selection = "argmax",
+        risk_weight: float = 1.0,
     ) -> None:
         if n < 2:
             raise ValueError(f"best-of-n needs n >= 2 samples to compare, got {n}")
         self.sampler = sampler_factory()
         self.options = BestOfNOptions(
-            reward_model=RewardModel.load(model), n=n, max_concurrency=concurrency
+            reward_model=RewardModel.load(model),
+            n=n,
+            max_concurrency=concurrency,
+            selection=selection,
+            risk_weight=risk_weight,
         )
         self.input_column = input_column
         self._limit = ConcurrencyLimit()  # `concurrency` requests in flight, across batches
@@ -95,7 +103,7 @@ def _row(outcome: CandidatePool | Exception) -> dict[str, Any]:
             "error": f"{type(outcome).__name__}: {outcome}",
         }
     rewards = dict(zip(outcome.texts, outcome.rewards, strict=True))
-    best = max(rewards, key=rewards.__getitem__)
+    best = outcome.texts[outcome.select().index]
     worst = min(rewards, key=rewards.__getitem__)
     distinct = worst != best
     return {

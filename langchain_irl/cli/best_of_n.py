@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from langchain_irl.cli.options import (
     actor_cpus,
@@ -18,6 +18,7 @@ from langchain_irl.cli.options import (
     sampler_factory,
     sampler_options,
 )
+from langchain_irl.engine.selection import Selection
 
 
 def add_parser(commands: Any) -> None:
@@ -33,6 +34,16 @@ def add_parser(commands: Any) -> None:
     best_of_n.add_argument("--n", type=positive, default=8, help="samples per prompt")
     best_of_n.add_argument(
         "--margin", type=float, default=0.0, help="least reward margin of a kept pair"
+    )
+    best_of_n.add_argument(
+        "--selection",
+        choices=get_args(Selection),
+        default="argmax",
+        help="how the kept sample is picked: conservative subtracts --risk-weight times the "
+        "spread of the reward's ensemble members",
+    )
+    best_of_n.add_argument(
+        "--risk-weight", type=float, default=1.0, help="with --selection conservative"
     )
     sampler_options(best_of_n)
     best_of_n.add_argument(
@@ -54,8 +65,9 @@ def run(args: argparse.Namespace) -> None:
     check_outputs(files=[args.sft, args.pairs])
     rows = read_rows(args.input, ("input",), "prompts")
     factory = sampler_factory(args)
+    choice = {"selection": args.selection, "risk_weight": args.risk_weight}
     job = functools.partial(
-        BestOfNRecords, factory, args.reward_model, args.n, concurrency=args.concurrency
+        BestOfNRecords, factory, args.reward_model, args.n, concurrency=args.concurrency, **choice
     )
 
     def ray_job(dataset: Any) -> Any:
@@ -70,6 +82,7 @@ def run(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             concurrency=args.concurrency,
             num_cpus=actor_cpus(args.actors),
+            **choice,
         )
 
     results = list(run_job(args, job, ray_job, rows, "best-of-n"))

@@ -69,13 +69,17 @@ class BestOfNOptions(BaseModel):
     n: int = Field(default=4, ge=1)
     """Candidates per call (at most, with `threshold`)."""
     selection: Selection = "argmax"
-    """How to pick among candidates: `argmax`, `softmax` or `regularized` (see `selection.py`)."""
+    """How to pick among candidates: `argmax`, `softmax`, `regularized` or `conservative` (see
+    `selection.py`)."""
     softmax_temperature: float = Field(default=1.0, gt=0)
     """With `selection="softmax"`: the pick is drawn with probabilities softmax(reward /
     temperature); lower is greedier."""
     proximity_weight: float = 1.0
     """With `selection="regularized"`: weight of a candidate's mean similarity to the others,
     added to its reward (the consensus candidate wins ties of reward)."""
+    risk_weight: float = Field(default=1.0, ge=0)
+    """With `selection="conservative"`: the pick maximizes mean - risk_weight * spread of the
+    reward's ensemble members (a single-head reward has no spread: argmax)."""
     threshold: float | None = Field(default=None, ge=0, le=100)
     """Stop sampling once a candidate scores at or above this percentile of demonstrations."""
     wave_size: int | None = Field(default=None, ge=1)
@@ -182,6 +186,7 @@ class BestOfNSettings(TypedDict, total=False):
     selection: Selection
     softmax_temperature: float
     proximity_weight: float
+    risk_weight: float
     threshold: float | None
     wave_size: int | None
     max_concurrency: int

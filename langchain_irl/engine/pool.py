@@ -48,6 +48,15 @@ class Choice:
         )
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """A distinct text's reward, embedding and ensemble members' rewards."""
+
+    reward: float
+    embedding: np.ndarray
+    members: np.ndarray
+
+
 @dataclass
 class CandidatePool:
     options: BestOfNOptions
@@ -65,7 +74,7 @@ class CandidatePool:
     retry_waves: int = 0
     fatal: BaseException | None = None  # a failure no retry can mend: the call raises it
     _scorer: PromptScorer | None = field(default=None, init=False)  # see `use_scorer`
-    _scored: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
+    _scored: dict[str, _Scored] = field(default_factory=dict)
     _wave_failures: list[BaseException] = field(default_factory=list)
 
     def make_scorer(self) -> PromptScorer:
@@ -116,9 +125,12 @@ class CandidatePool:
         new = list(dict.fromkeys(t for t in texts if t not in self._scored))
         if new:
             assert self._scorer is not None, "call use_scorer before adding candidates"
-            rewards, embeddings = self._scorer.score_with_embeddings(new)
+            scored = self._scorer.score_candidates(new)
             self._scored.update(
-                zip(new, zip(rewards.tolist(), embeddings, strict=True), strict=True)
+                (text, _Scored(float(reward), embedding, members))
+                for text, reward, embedding, members in zip(
+                    new, scored.rewards, scored.embeddings, scored.members, strict=True
+                )
             )
         first = messages[0] if messages else None
         usage = first.usage_metadata if isinstance(first, AIMessage) else None
@@ -127,7 +139,7 @@ class CandidatePool:
         self.payloads += payloads
         self.messages += messages
         self.texts += texts
-        self.rewards += [self._scored[text][0] for text in texts]
+        self.rewards += [self._scored[text].reward for text in texts]
 
     def add_failure(self, error: BaseException, candidates: int = 1) -> None:
         """A failed request; one that cannot succeed when asked again (a 400, a 401, a
@@ -162,12 +174,15 @@ class CandidatePool:
                 "(temperature 0?); each text was scored once. This warning is shown once.",
             )
         options = self.options
+        scored = [self._scored[t] for t in unique]
         picked = choose(
-            np.array([self._scored[t][0] for t in unique], dtype=np.float64),
-            np.stack([self._scored[t][1] for t in unique]),
+            np.array([s.reward for s in scored], dtype=np.float64),
+            np.stack([s.embedding for s in scored]),
             options.selection,
             temperature=options.softmax_temperature,
             proximity_weight=options.proximity_weight,
+            risk_weight=options.risk_weight,
+            members=np.stack([s.members for s in scored]),
             rng=options.rng(unique),
         )
         chosen = first_index[unique[picked]]
@@ -192,6 +207,10 @@ class CandidatePool:
             "failures": [f"{type(e).__name__}: {e}" for e in self.failures],
             "usage_counted_by": usage_counter,
         }
+        if reward_model.card.head.members > 1:  # how much the ensemble's members disagreed
+            metadata["spreads"] = [
+                round(float(self._scored[t].members.std()), 6) for t in self.texts
+            ]
         if reward_model.card.calibration is not None:
             metadata["chosen_percentile"] = reward_model.percentile(self.rewards[chosen])
         if self.options.return_all:

@@ -6,6 +6,9 @@
 - `regularized`: argmax of reward + proximity_weight * (mean cosine similarity to the other
   candidates): regularized best-of-n (Jinnai et al. 2024) with the reward model's encoder as the
   proximity; it prefers candidates that agree with the consensus over lone outliers.
+- `conservative`: argmax of mean - risk_weight * spread over the reward's ensemble members
+  (Coste et al. 2023): a candidate the members disagree about is trusted less. A single-head
+  reward has no spread, and the rule is argmax.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-Selection = Literal["argmax", "softmax", "regularized"]
+Selection = Literal["argmax", "softmax", "regularized", "conservative"]
 
 
 def choose(
@@ -24,9 +27,11 @@ def choose(
     *,
     temperature: float = 1.0,
     proximity_weight: float = 1.0,
+    risk_weight: float = 1.0,
+    members: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> int:
-    """The index of the chosen candidate."""
+    """The index of the chosen candidate; `members` (n, k): each ensemble member's rewards."""
     if len(rewards) == 0:
         raise ValueError("no candidates to choose from")
     if rule == "argmax":
@@ -41,4 +46,9 @@ def choose(
         similarity = embeddings @ embeddings.T
         proximity = (similarity.sum(axis=1) - np.diag(similarity)) / (len(rewards) - 1)
         return int(np.argmax(rewards + proximity_weight * proximity))
-    raise ValueError(f"unknown selection {rule!r}; use 'argmax', 'softmax' or 'regularized'")
+    if rule == "conservative":
+        spread = np.zeros(len(rewards)) if members is None else members.std(axis=1)
+        return int(np.argmax(rewards - risk_weight * spread))
+    raise ValueError(
+        f"unknown selection {rule!r}; use 'argmax', 'softmax', 'regularized' or 'conservative'"
+    )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_irl.batch import BatchScorer, BestOfNRecords, PartitionedCollector
 from langchain_irl.data.collect import Sampler
+from langchain_irl.engine.selection import Selection
 from langchain_irl.extras import require
 
 ray_data = require("ray.data", "langchain_irl.ray", "ray")
@@ -103,10 +104,17 @@ def best_of_n_dataset(
     concurrency: int = 8,
     input_column: str = "input",
     num_cpus: float = 1,
+    selection: Selection = "argmax",
+    risk_weight: float = 1.0,
 ) -> Dataset:
     """For each prompt row: n samples scored, the best and the worst with their rewards (see
     `BestOfNRecords`; `batch.best_of_n.sft_record` and `pair_record` give TRL's formats)."""
-    options = {"concurrency": concurrency, "input_column": input_column}
+    options = {
+        "concurrency": concurrency,
+        "input_column": input_column,
+        "selection": selection,
+        "risk_weight": risk_weight,
+    }
     arguments = (sampler_factory, model, n)
     return _in_actor_pool(
         dataset, BestOfNRecords, arguments, options, "pandas", batch_size, actors, num_cpus

@@ -228,7 +228,15 @@ class RewardModel:
             )
         if not candidates:
             return np.zeros(0, dtype=np.float32)
-        return self.scorer(prompt).score_with_embeddings(candidates)[0]
+        return self.scorer(prompt).score_candidates(candidates).rewards
+
+    def score_members(self, prompt: PromptInput, candidates: Sequence[str]) -> np.ndarray:
+        """Each ensemble member's rewards, (len(candidates), members): `score` is their mean and
+        their standard deviation a measure of doubt (`selection="conservative"`). A single-head
+        model's is (n, 1), its rewards."""
+        if not candidates:
+            return np.zeros((0, self.card.head.members), dtype=np.float32)
+        return self.scorer(prompt).score_candidates(candidates).members
 
     def score_by_input(
         self,
@@ -277,25 +285,32 @@ class RewardModel:
         )
 
     def _run_head(self, **inputs: np.ndarray) -> np.ndarray:
+        return self._head_outputs(**inputs)[0]
+
+    def _head_outputs(self, **inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rewards (n,) and each ensemble member's (n, members); a single head's (n, 1)."""
         feed = {name: np.ascontiguousarray(v, dtype=np.float32) for name, v in inputs.items()}
-        (rewards,) = self._head.run(None, feed)
-        return np.asarray(rewards, dtype=np.float32).reshape(-1)
+        outputs = self._head.run(None, feed)
+        rewards = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+        if self.card.head.members == 1:
+            return rewards, rewards[:, None]
+        return rewards, np.asarray(outputs[1], dtype=np.float32)
 
     def explain(self, prompt: PromptInput, candidate: str, k: int = 3) -> Explanation:
         """The candidate's reward, its percentile among demonstrations, and the k training
         demonstrations whose outputs are closest to it, with their rewards for this prompt."""
         scorer = self.scorer(prompt)
-        rewards, embeddings = scorer.score_with_embeddings([candidate])
-        score = float(rewards[0])
+        scored = scorer.score_candidates([candidate])
+        score = float(scored.rewards[0])
         percentile = None if self._demo_scores is None else float(self.percentile(score))
         demos, demo_embeddings = self._demonstrations
         neighbours = []
         if demos:
             # a cross-encoder's scorer embeds the (prompt, candidate) pair: compare outputs alone
-            own = self.embed([candidate])[0] if self.is_cross_encoder else embeddings[0]
+            own = self.embed([candidate])[0] if self.is_cross_encoder else scored.embeddings[0]
             similarity = demo_embeddings @ own
             nearest = np.argsort(-similarity)[:k]
-            demo_rewards, _ = scorer.score_with_embeddings([demos[i]["output"] for i in nearest])
+            demo_rewards = scorer.score_candidates([demos[i]["output"] for i in nearest]).rewards
             neighbours = [
                 Neighbour(demos[i]["input"], demos[i]["output"], float(similarity[i]), float(r))
                 for i, r in zip(nearest, demo_rewards, strict=True)
@@ -376,18 +391,41 @@ class PromptScorer:
         self.prompt = prompt
         self.prompt_embedding = None if model.is_cross_encoder else model.embed_prompts([prompt])
 
-    def score_with_embeddings(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Rewards (n,) and embeddings (n, dim) to compare the candidates with each other: each
-        candidate's own (bi-encoder), or each (prompt, candidate) pair's (cross-encoder). Not
-        `score`: `RewardModel.score` returns the rewards alone."""
+    def score_candidates(self, candidates: Sequence[str]) -> CandidateScores:
+        """Rewards, each ensemble member's rewards, and embeddings to compare the candidates
+        with each other: each candidate's own (bi-encoder), or each (prompt, candidate) pair's
+        (cross-encoder). One encoder pass per candidate."""
         model = self.model
         if self.prompt_embedding is not None:
             embeddings, token_counts = model.embed_candidates(candidates)
-            rewards = model.score_embedded(self.prompt_embedding, embeddings, token_counts)
-            return rewards, embeddings
+            rewards, members = model._head_outputs(
+                prompt_embedding=self.prompt_embedding,
+                candidate_embedding=embeddings,
+                candidate_features=candidate_features(token_counts, model.card.head.features),
+            )
+            return CandidateScores(rewards, members, embeddings)
         embeddings, token_counts = model.encoder.encode_pairs(
             self.prompt, candidates, keep=model.card.prompt_keeps
         )
         features = candidate_features(token_counts, model.card.head.features)
-        rewards = model._run_head(pair_embedding=embeddings, candidate_features=features)
-        return rewards, embeddings
+        rewards, members = model._head_outputs(
+            pair_embedding=embeddings, candidate_features=features
+        )
+        return CandidateScores(rewards, members, embeddings)
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """What a `PromptScorer` makes of some candidates."""
+
+    rewards: np.ndarray
+    """(n,) the reward: the ensemble members' mean."""
+    members: np.ndarray
+    """(n, members) each member's reward; a single head's is the reward itself, (n, 1)."""
+    embeddings: np.ndarray
+    """(n, dim) the candidates' embeddings (a cross-encoder's: each pair's)."""
+
+    @property
+    def spread(self) -> np.ndarray:
+        """(n,) the members' standard deviation: how much they disagree (0 for a single head)."""
+        return self.members.std(axis=1)

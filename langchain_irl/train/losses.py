@@ -79,7 +79,10 @@ class CandidateSets:
             [[*c, *[i] * (width - len(c))] for i, c in zip(demos, copies, strict=True)], int
         )
         return cls(
-            demos, [by_group[groups[i]] for i in demos], groups[demos], edits.reshape(len(demos), width)
+            demos,
+            [by_group[groups[i]] for i in demos],
+            groups[demos],
+            edits.reshape(len(demos), width),
         )
 
     def draw(

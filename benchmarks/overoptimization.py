@@ -1,0 +1,238 @@
+"""Does the pick stay good as n grows? Best-of-n gold gain by selection rule (overoptimization).
+
+Gao et al. (2022) found that the gold reward of best-of-n rises and then falls as n grows: the
+more candidates a proxy reward chooses from, the more room for what it over-values. Here, on data
+neither bundled model trained on, every candidate of an input is scored once; for n = 1, 2, 4, ...
+random subsets of n are drawn (the same draws for every rule and model), each rule picks one, and
+the gold gain of the pick over a random answer of the same subset is averaged:
+
+- captions: the 5 demo contests and the trainer's 16 validation contests (1,000 real entries
+  each), gold = the humans' mean rating;
+- AlpacaEval: the 111 held-out instructions (50 judged answers each), gold = `judge_win`.
+
+Rules: argmax, conservative (mean - spread of the ensemble members), regularized (plus the mean
+similarity to the other candidates) and softmax (its expected pick, exactly). Each edit's raise
+rate (`data.edits`) is printed beside the curves. Prints a table per task, saves a PNG per task.
+
+    python benchmarks/overoptimization.py --captions caption-humor build/caption-humor \\
+        --helpful helpful build/helpful [--draws 200] [--plot-dir models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from langchain_irl import RewardModel
+from langchain_irl.data.converters import (
+    alpaca_eval,
+    held_out,
+    read_alpaca_eval,
+    read_caption_contests,
+)
+from langchain_irl.data.formats import Example
+from langchain_irl.engine.selection import Selection
+from langchain_irl.evaluation.plots import line_plot
+from langchain_irl.evaluation.probes import edit_metrics
+from langchain_irl.train.pipeline import validation_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONTESTS = (641, 645, 648, 650, 654)  # left out of the bundled caption model's training
+RULES: tuple[Selection, ...] = ("argmax", "conservative", "regularized", "softmax")
+
+
+@dataclass(frozen=True)
+class Task:
+    """Held-out inputs, every answer of each, and the answers' gold scores."""
+
+    name: str
+    gold_name: str
+    prompts: list[str]
+    answers: list[list[str]]
+    gold: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's view of a task: per input, rewards, member spread, and similarities."""
+
+    rewards: list[np.ndarray]
+    spread: list[np.ndarray]
+    similarity: list[np.ndarray]
+
+
+def caption_task(path: Path, validation_share: float = 0.15, seed: int = 0) -> Task:
+    """The demo contests, plus the contests the trainer held out of the other 110 (its split:
+    `validation_mask` over the sorted descriptions, as `train` draws it)."""
+    contests = read_caption_contests(path)
+    trained = sorted(
+        {Example(c.description, "").prompt() for c in contests if c.number not in DEMO_CONTESTS}
+    )
+    mask = validation_mask(np.arange(len(trained)), validation_share, seed)
+    held = {trained[i] for i in np.flatnonzero(mask)}
+    by_prompt = {
+        Example(c.description, "").prompt(): list(zip(c.captions, c.ratings, strict=True))
+        for c in contests
+        if c.number in DEMO_CONTESTS or Example(c.description, "").prompt() in held
+    }
+    return _task(f"captions ({len(by_prompt)} held-out contests)", "human mean rating", by_prompt)
+
+
+def alpaca_task(path: Path) -> Task:
+    instructions = [r["instruction"] for r in read_alpaca_eval(path)]
+    judged = alpaca_eval(path, instructions=held_out(instructions, 0.2, seed=0)).judged
+    by_prompt: dict[str, list[tuple[str, float]]] = {}
+    for example in judged:
+        by_prompt.setdefault(example.prompt(), []).append((example.output, float(example.score)))
+    return _task(f"AlpacaEval ({len(by_prompt)} held-out instructions)", "judge_win", by_prompt)
+
+
+def _task(name: str, gold_name: str, by_prompt: dict[str, list[tuple[str, float]]]) -> Task:
+    """Inputs in sorted order, each with its answers and their gold scores."""
+    prompts = sorted(by_prompt)
+    return Task(
+        name,
+        gold_name,
+        prompts,
+        [[text for text, _ in by_prompt[p]] for p in prompts],
+        [np.array([gold for _, gold in by_prompt[p]]) for p in prompts],
+    )
+
+
+def score(model: RewardModel, task: Task) -> Scored:
+    rewards, spread, similarity = [], [], []
+    for prompt, answers in zip(task.prompts, task.answers, strict=True):
+        scored = model.scorer(prompt).score_candidates(answers)
+        rewards.append(scored.rewards.astype(np.float64))
+        spread.append(scored.spread.astype(np.float64))
+        embeddings = scored.embeddings.astype(np.float64)
+        similarity.append(embeddings @ embeddings.T)
+    return Scored(rewards, spread, similarity)
+
+
+def draws(task: Task, ns: Sequence[int], count: int, seed: int) -> dict[int, list[np.ndarray]]:
+    """For each n, per input, `count` random subsets of n answers (the same for every rule)."""
+    rng = np.random.default_rng(seed)
+    return {
+        n: [np.argsort(rng.random((count, len(a))), axis=1)[:, :n] for a in task.answers]
+        for n in ns
+    }
+
+
+def gold_gain(
+    rule: Selection,
+    scored: Scored,
+    task: Task,
+    subsets: list[np.ndarray],
+    *,
+    risk_weight: float = 1.0,
+    proximity_weight: float = 1.0,
+    temperature: float = 1.0,
+) -> float:
+    """Mean over inputs and draws of gold(pick) - mean gold of the subset."""
+    gains = []
+    for index, subset in enumerate(subsets):
+        gold = task.gold[index][subset]  # (draws, n)
+        reward = scored.rewards[index][subset]
+        if rule == "argmax":
+            value = reward
+        elif rule == "conservative":
+            value = reward - risk_weight * scored.spread[index][subset]
+        elif rule == "regularized":
+            n = subset.shape[1]
+            pairs = scored.similarity[index][subset[:, :, None], subset[:, None, :]]
+            proximity = (pairs.sum(axis=2) - np.diagonal(pairs, axis1=1, axis2=2)) / max(1, n - 1)
+            value = reward + proximity_weight * proximity
+        else:  # softmax: the expected gold of its draw
+            logits = (reward - reward.max(axis=1, keepdims=True)) / temperature
+            weights = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            gains.append(((weights * gold).sum(axis=1) - gold.mean(axis=1)).mean())
+            continue
+        picked = gold[np.arange(len(gold)), np.argmax(value, axis=1)]
+        gains.append((picked - gold.mean(axis=1)).mean())
+    return float(np.mean(gains))
+
+
+def raise_rates(model: RewardModel, task: Task, scored: Scored) -> dict[str, float]:
+    groups = np.concatenate([np.full(len(a), i) for i, a in enumerate(task.answers)])
+    texts = [text for answers in task.answers for text in answers]
+    rewards = np.concatenate(scored.rewards)
+    return edit_metrics(model, task.prompts, groups, texts, rewards)
+
+
+def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
+    largest = min(len(a) for a in task.answers)
+    ns = [2**i for i in range(int(np.log2(largest)) + 1)]
+    subsets = draws(task, ns, count, seed=0)
+    print(f"\n{task.name}: {len(task.prompts)} inputs, {sum(map(len, task.answers))} answers")
+    print(f"gold gain over a random answer ({task.gold_name}), {count} draws per input and n")
+    header = f"{'model':<28} {'rule':<13}" + "".join(f"{f'n={n}':>9}" for n in ns)
+    print(header)
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    oracle = [
+        float(
+            np.mean(
+                [
+                    (g[s].max(axis=1) - g[s].mean(axis=1)).mean()
+                    for g, s in zip(task.gold, subsets[n], strict=True)
+                ]
+            )
+        )
+        for n in ns
+    ]
+    print(f"{'oracle':<28} {'':<13}" + "".join(f"{v:>9.4f}" for v in oracle))
+    for path in models:
+        model = RewardModel.load(path)
+        label = f"{model.name} ({path})" if str(path) != model.name else model.name
+        scored = score(model, task)
+        for rule in RULES:
+            if rule == "conservative" and model.card.head.members == 1:
+                continue  # no spread: the same picks as argmax
+            gains = [gold_gain(rule, scored, task, subsets[n]) for n in ns]
+            series[f"{label}: {rule}"] = (list(np.log2(ns)), gains)
+            print(f"{label[:28]:<28} {rule:<13}" + "".join(f"{v:>9.4f}" for v in gains))
+        rates = raise_rates(model, task, scored)
+        print(
+            f"{'':<28} edits raised: "
+            + ", ".join(
+                f"{name.removeprefix('edit_raised_').replace('_', ' ')} {share:.1%}"
+                for name, share in rates.items()
+            )
+        )
+    line_plot(
+        series,
+        plot,
+        f"best-of-n on {task.name}",
+        "log2 n (candidates)",
+        f"gain in {task.gold_name}",
+    )
+    print(f"plot: {plot}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--captions", nargs="*", default=["caption-humor"], metavar="MODEL")
+    parser.add_argument("--helpful", nargs="*", default=["helpful"], metavar="MODEL")
+    parser.add_argument(
+        "--caption-data", type=Path, default=ROOT / "data/caption_contest/train.jsonl.gz"
+    )
+    parser.add_argument("--alpaca-data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
+    parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--plot-dir", type=Path, default=ROOT / "models")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if args.captions:
+        task = caption_task(args.caption_data)
+        run(task, args.captions, args.draws, args.plot_dir / "overoptimization-captions.png")
+    if args.helpful:
+        task = alpaca_task(args.alpaca_data)
+        run(task, args.helpful, args.draws, args.plot_dir / "overoptimization-helpful.png")
+
+
+if __name__ == "__main__":
+    main()

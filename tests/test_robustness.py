@@ -1,0 +1,134 @@
+"""A reward that resists being gamed: edit negatives, ensemble heads, conservative selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from langchain_irl.data.edits import EDITS, check_edits, edited_copies
+from langchain_irl.engine.selection import choose
+from langchain_irl.train.head import build_head, head_features, head_forward
+from langchain_irl.train.head_training import CandidateFeatures, train_head
+from langchain_irl.train.losses import CandidateSets, objective_loss
+
+TEXT = "Well, I told you the cat would chair this meeting, didn't I?"
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_each_edit_changes_a_sentence_and_is_seeded(name: str) -> None:
+    edit = EDITS[name]
+    edited = edit(TEXT, np.random.default_rng(0))
+    assert edited != TEXT
+    assert edited == edit(TEXT, np.random.default_rng(0))
+
+
+def test_edited_copies_skip_what_an_edit_leaves_unchanged() -> None:
+    copies = edited_copies(["a b c d.", "word"], ["punctuation removed", "words shuffled"], seed=0)
+    assert (0, "punctuation removed", "a b c d") in copies
+    assert all(source == 0 for source, _, _ in copies)  # one word: nothing to strip or shuffle
+    with pytest.raises(ValueError, match="unknown edit"):
+        check_edits(["reversed"])
+
+
+def test_candidate_sets_append_each_demos_own_copies() -> None:
+    groups = np.array([0, 0, 0, 1, 1, 0, 0, 1])
+    is_demo = np.array([True, False, False, True, False, False, False, False])
+    source = np.array([-1, -1, -1, -1, -1, 0, 0, 3])  # 5, 6 copy demo 0; 7 copies demo 3
+    sets = CandidateSets.from_groups(groups, is_demo, source)
+    assert [list(s) for s in sets.samples] == [[1, 2], [4]]  # copies are not policy samples
+    matrix = sets.draw(1, np.random.default_rng(0), edits=True)
+    assert matrix.shape == (2, 4)
+    assert list(matrix[0, 2:]) == [5, 6]
+    assert list(matrix[1, 2:]) == [7, 3]  # padded with the demo itself: a tie, no gradient
+
+
+def test_the_edit_term_ranks_demonstrations_above_their_copies() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 2.0]])  # demo, sample, an edited copy scored higher
+    plain = objective_loss("maxent", rewards[:, :2])
+    assert objective_loss("maxent", rewards, edits=1) > plain
+    assert objective_loss("maxent", rewards, edits=1, edit_weight=0.0) == plain
+    assert objective_loss("maxent", torch.tensor([[1.0, 0.0, -3.0]]), edits=1) < plain + 0.05
+
+
+def test_edit_negatives_close_a_hack_the_demonstrations_teach() -> None:
+    """Demonstrations lean a little on a spurious direction (dimension 1) besides what makes them
+    good (dimension 0): a reward trained on them alone pays for the spurious direction, so an
+    edit that inflates it (the copy) raises the reward. Ranking each demonstration above its
+    copy teaches the reward not to pay for it."""
+    rng = np.random.default_rng(0)
+    inputs, per_input, dim = 30, 8, 6
+    groups = np.repeat(np.arange(inputs), per_input)
+    is_demo = np.tile(np.arange(per_input) < 2, inputs)
+    candidates = rng.normal(size=(len(groups), dim)).astype(np.float32)
+    candidates[is_demo, 0] += 1.5
+    candidates[is_demo, 1] += 0.8
+    demos = np.flatnonzero(is_demo)
+    copies = candidates[demos].copy()
+    copies[:, 1] += 2.0  # the edit: more of the spurious direction, nothing of the good one
+    all_candidates = np.concatenate([candidates, copies])
+    all_groups = np.concatenate([groups, groups[demos]])
+    source = np.concatenate([np.full(len(groups), -1), demos])
+    is_demo_all = np.concatenate([is_demo, np.zeros(len(demos), bool)])
+    prompts = np.zeros((inputs, dim), np.float32)
+    features = np.zeros((len(all_groups), 0), np.float32)
+    phi = head_features(prompts[all_groups], all_candidates, features)
+
+    def raised(with_edits: bool) -> float:
+        rows = len(all_groups) if with_edits else len(groups)  # without: the copies are unseen
+        data = CandidateFeatures.of(
+            prompts, all_groups[:rows], all_candidates[:rows], features[:rows]
+        )
+        layers = train_head(
+            data,
+            is_demo_all[:rows],
+            "maxent",
+            source=source[:rows] if with_edits else None,
+            max_epochs=200,
+        )
+        rewards = head_forward(layers, phi)
+        return float((rewards[len(groups) :] > rewards[demos]).mean())
+
+    assert raised(with_edits=False) > 0.9
+    assert raised(with_edits=True) < 0.1
+
+
+def _layers(rng: np.random.Generator, n_in: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [
+        (rng.normal(size=(n_in, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)),
+        (rng.normal(size=(4, 1)).astype(np.float32), rng.normal(size=1).astype(np.float32)),
+    ]
+
+
+def test_an_ensemble_head_gives_the_mean_and_each_member() -> None:
+    rng = np.random.default_rng(0)
+    dim, n_features = 4, 1
+    members = [_layers(rng, 2 * dim + n_features) for _ in range(3)]
+    session = ort.InferenceSession(build_head(members, dim, n_features).SerializeToString())
+    prompt = rng.normal(size=(1, dim)).astype(np.float32)
+    candidates = rng.normal(size=(5, dim)).astype(np.float32)
+    features = rng.normal(size=(5, n_features)).astype(np.float32)
+    reward, each = session.run(
+        None,
+        {
+            "prompt_embedding": prompt,
+            "candidate_embedding": candidates,
+            "candidate_features": features,
+        },
+    )
+    phi = head_features(prompt, candidates, features)
+    expected = np.stack([head_forward(layers, phi) for layers in members], axis=1)
+    np.testing.assert_allclose(each, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(reward, expected.mean(axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_conservative_selection_trusts_what_the_members_agree_on() -> None:
+    rewards = np.array([1.0, 0.9, 0.2])
+    members = np.array([[3.0, -1.0], [1.0, 0.8], [0.2, 0.2]])  # means 1.0, 0.9, 0.2
+    embeddings = np.eye(3)
+    assert choose(rewards, embeddings, "argmax") == 0
+    assert choose(rewards, embeddings, "conservative", members=members) == 1
+    assert choose(rewards, embeddings, "conservative", members=members, risk_weight=0.0) == 0
+    single = rewards[:, None]  # one head: no spread, the rule is argmax
+    assert choose(rewards, embeddings, "conservative", members=single) == 0
