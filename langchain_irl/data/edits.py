@@ -17,9 +17,14 @@ import numpy as np
 Edit = Callable[[str, np.random.Generator], str]
 
 
+def first_words(text: str, count: int) -> str:
+    """The text's first `count` space-separated words: what a stream has written after `count`
+    tokens, when each token is a word (as the loopback server streams)."""
+    return " ".join(text.split(" ")[:count])
+
+
 def _truncate(text: str, rng: np.random.Generator) -> str:
-    words = text.split(" ")
-    return " ".join(words[: max(1, len(words) // 2)])
+    return first_words(text, max(1, len(text.split(" ")) // 2))
 
 
 def _shuffle(text: str, rng: np.random.Generator) -> str:

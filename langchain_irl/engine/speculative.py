@@ -69,8 +69,8 @@ class RewardJudge:
 
     async def score_prefix(self, prefix: str) -> float:
         scorer = await self.scorer
-        scored = await asyncio.to_thread(scorer.score_candidates, [prefix])
-        return float(scored.rewards[0])
+        rewards = await asyncio.to_thread(scorer.score_prefixes, [prefix])
+        return float(rewards[0])
 
 
 @dataclass

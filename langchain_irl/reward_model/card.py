@@ -24,6 +24,8 @@ REQUIRED_FILES = (ENCODER_FILE, HEAD_FILE, TOKENIZER_FILE)
 # Optional, for `RewardModel.explain`: training demonstrations and their output embeddings.
 DEMOS_FILE = "demonstrations.json"
 DEMO_EMBEDDINGS_FILE = "demonstrations.npy"
+# Optional, for speculative rejection: the whole output's reward predicted from its beginning.
+PREFIX_HEAD_FILE = "prefix_head.onnx"
 
 
 class ModelFolderError(ValueError):
@@ -65,6 +67,19 @@ class HeadInfo(_Strict):
     inputs): the reward is their mean, their spread a measure of doubt. 1: a single head."""
 
 
+class PrefixHeadInfo(_Strict):
+    """`prefix_head.onnx`: the same inputs as `head.onnx` (an output's beginning in place of the
+    output), trained to predict the whole output's reward from its first `tokens` tokens
+    (distilled from the reward's own scores of whole training outputs)."""
+
+    tokens: tuple[int, ...] = Field(min_length=1)
+    hidden: tuple[int, ...] = ()
+    spearman: dict[str, float] = {}
+    """Per prefix length (tokens, as a string): held-out Spearman correlation, within an input,
+    of the prefix head's score with the reward of the whole output, and `reward@t` the same for
+    the reward itself scoring the prefix (what a folder without a prefix head does)."""
+
+
 class Calibration(_Strict):
     """Held-out reward distributions: a raw score reads as a percentile of demonstrations."""
 
@@ -97,7 +112,15 @@ class ModelCard(_Strict):
     evaluations: dict[str, dict[str, float]] = {}
     """Later evaluations on named data sets (`langchain-irl eval --record NAME`)."""
     calibration: Calibration | None = None
+    prefix_head: PrefixHeadInfo | None = None
+    """The prefix head in `prefix_head.onnx`, if the folder has one (see `PrefixHeadInfo`)."""
     files: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _prefix_head_has_its_file(self) -> ModelCard:
+        if self.files and (self.prefix_head is not None) != (PREFIX_HEAD_FILE in self.files):
+            raise ValueError(f"prefix_head and the file {PREFIX_HEAD_FILE} go together")
+        return self
 
     @model_validator(mode="after")
     def _cross_encoder_reads_one_window(self) -> ModelCard:

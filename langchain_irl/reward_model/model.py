@@ -27,6 +27,7 @@ from langchain_irl.reward_model.card import (
     DEMOS_FILE,
     ENCODER_FILE,
     HEAD_FILE,
+    PREFIX_HEAD_FILE,
     TOKENIZER_FILE,
     ModelCard,
     ModelFolderError,
@@ -127,12 +128,18 @@ class RewardModel:
     """
 
     def __init__(
-        self, folder: Path, card: ModelCard, encoder: OnnxEncoder, head: ort.InferenceSession
+        self,
+        folder: Path,
+        card: ModelCard,
+        encoder: OnnxEncoder,
+        head: ort.InferenceSession,
+        prefix_head: ort.InferenceSession | None = None,
     ) -> None:
         self.folder = folder
         self.card = card
         self.encoder = encoder
         self._head = head
+        self._prefix_head = prefix_head
         calibration = card.calibration
         self._demo_scores = np.sort(calibration.demo_scores) if calibration else None
 
@@ -167,6 +174,9 @@ class RewardModel:
                 providers=providers,
             )
             head = make_session(folder / HEAD_FILE, num_threads=1)  # tiny: threads only cost
+            prefix_head = None
+            if card.prefix_head is not None:
+                prefix_head = make_session(folder / PREFIX_HEAD_FILE, num_threads=1)
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
             raise ModelFolderError(f"{folder}: could not be loaded: {exc}") from exc
         if encoder.dim != card.encoder.dim:
@@ -174,7 +184,7 @@ class RewardModel:
                 f"{folder / ENCODER_FILE}: embeds to {encoder.dim} dimensions, card says "
                 f"{card.encoder.dim}"
             )
-        return cls(folder, card, encoder, head)
+        return cls(folder, card, encoder, head, prefix_head)
 
     @classmethod
     def of(cls, model: RewardModel | str | Path) -> RewardModel:
@@ -238,6 +248,14 @@ class RewardModel:
             return np.zeros((0, self.card.head.members), dtype=np.float32)
         return self.scorer(prompt).score_candidates(candidates).members
 
+    def score_prefixes(self, prompt: PromptInput, prefixes: Sequence[str]) -> np.ndarray:
+        """What each output beginning promises: its prefix head's prediction of the whole
+        output's reward (see `PrefixHeadInfo`), or, in a folder without one, `score` of the
+        beginning itself. Speculative rejection judges streams by it."""
+        if not prefixes:
+            return np.zeros(0, dtype=np.float32)
+        return self.scorer(prompt).score_prefixes(prefixes)
+
     def score_by_input(
         self,
         prompts: Sequence[PromptInput],
@@ -286,6 +304,11 @@ class RewardModel:
 
     def _run_head(self, **inputs: np.ndarray) -> np.ndarray:
         return self._head_outputs(**inputs)[0]
+
+    def _run_prefix_head(self, **inputs: np.ndarray) -> np.ndarray:
+        assert self._prefix_head is not None
+        feed = {name: np.ascontiguousarray(v, dtype=np.float32) for name, v in inputs.items()}
+        return np.asarray(self._prefix_head.run(None, feed)[0], dtype=np.float32).reshape(-1)
 
     def _head_outputs(self, **inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rewards (n,) and each ensemble member's (n, members); a single head's (n, 1)."""
@@ -391,27 +414,35 @@ class PromptScorer:
         self.prompt = prompt
         self.prompt_embedding = None if model.is_cross_encoder else model.embed_prompts([prompt])
 
+    def score_prefixes(self, prefixes: Sequence[str]) -> np.ndarray:
+        """`RewardModel.score_prefixes` for this prompt."""
+        if self.model._prefix_head is None:
+            return self.score_candidates(prefixes).rewards
+        feed, _ = self._head_inputs(prefixes)
+        return self.model._run_prefix_head(**feed)
+
     def score_candidates(self, candidates: Sequence[str]) -> CandidateScores:
         """Rewards, each ensemble member's rewards, and embeddings to compare the candidates
         with each other: each candidate's own (bi-encoder), or each (prompt, candidate) pair's
         (cross-encoder). One encoder pass per candidate."""
+        feed, embeddings = self._head_inputs(candidates)
+        rewards, members = self.model._head_outputs(**feed)
+        return CandidateScores(rewards, members, embeddings)
+
+    def _head_inputs(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """What the heads read of `texts` (with this prompt), and the texts' embeddings."""
         model = self.model
         if self.prompt_embedding is not None:
-            embeddings, token_counts = model.embed_candidates(candidates)
-            rewards, members = model._head_outputs(
-                prompt_embedding=self.prompt_embedding,
-                candidate_embedding=embeddings,
-                candidate_features=candidate_features(token_counts, model.card.head.features),
+            embeddings, token_counts = model.embed_candidates(texts)
+            prompt = {"prompt_embedding": self.prompt_embedding}
+            candidates = {"candidate_embedding": embeddings}
+        else:
+            embeddings, token_counts = model.encoder.encode_pairs(
+                self.prompt, texts, keep=model.card.prompt_keeps
             )
-            return CandidateScores(rewards, members, embeddings)
-        embeddings, token_counts = model.encoder.encode_pairs(
-            self.prompt, candidates, keep=model.card.prompt_keeps
-        )
+            prompt, candidates = {}, {"pair_embedding": embeddings}
         features = candidate_features(token_counts, model.card.head.features)
-        rewards, members = model._head_outputs(
-            pair_embedding=embeddings, candidate_features=features
-        )
-        return CandidateScores(rewards, members, embeddings)
+        return {**prompt, **candidates, "candidate_features": features}, embeddings
 
 
 @dataclass(frozen=True)
