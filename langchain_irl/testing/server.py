@@ -89,7 +89,7 @@ class OpenAICompatibleServer:
         # there, as a provider's does).
         self.tokens_sent = 0
         self.streams_closed_early = 0
-        self._server = _QuietServer(("127.0.0.1", port), self._handler())
+        self._server = _QuietServer(("127.0.0.1", port), self)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -189,179 +189,185 @@ class OpenAICompatibleServer:
             choices.append({"index": index, "message": message, "finish_reason": finish})
         return choices
 
-    # -- HTTP -----------------------------------------------------------------------------------
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+class _Handler(BaseHTTPRequestHandler):
+    """One connection to an `OpenAICompatibleServer`: its state lives on the owner, which the
+    HTTP server (`_QuietServer`) holds."""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"
+    server: _QuietServer
 
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
+    @property
+    def owner(self) -> OpenAICompatibleServer:
+        return self.server.owner
 
-            def do_POST(self) -> None:
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._json(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                try:
-                    request = json.loads(body)
-                except json.JSONDecodeError:
-                    self._json(400, {"error": {"message": "request body is not JSON"}})
-                    return
-                with server._lock:
-                    server.request_count += 1
-                    if server.keep_requests:
-                        server.requests.append(request)
-                if not request.get("model"):
-                    self._json(400, {"error": {"message": "you must provide a model parameter"}})
-                    return
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._answer(request)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
 
-            def _answer(self, request: dict[str, Any]) -> None:
-                delay, fault, texts = server._draw(request)
-                time.sleep(delay)
-                if fault == "500":
-                    self._json(500, {"error": {"message": "injected server error"}})
-                    return
-                if fault == "429":
-                    self._json(
-                        429, {"error": {"message": "injected rate limit"}}, {"Retry-After": "0"}
-                    )
-                    return
-                if fault in _CLIENT_ERRORS:
-                    self._json(int(fault), {"error": {**_CLIENT_ERRORS[fault], "code": fault}})
-                    return
-                if fault == "timeout":
-                    # Hang, then hang up without an answer: a client that waited longer than
-                    # its timeout (a busy machine) still sees a failure, never a late success.
-                    time.sleep(server.hang_seconds)
-                    self.close_connection = True
-                    return
-                choices = server._choices(request, texts)
-                prompt_tokens = sum(_count(m.get("content")) for m in request.get("messages", []))
-                completion_tokens = sum(
-                    _count(c["message"]["content"] or c["message"].get("tool_calls"))
-                    for c in choices
-                )
-                usage = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                }
-                model = request.get("model", "loopback")
-                if request.get("stream"):
-                    self._stream(request, choices, usage, model, truncated=fault == "truncated")
-                    return
-                response = {
-                    "id": f"chatcmpl-{server.request_count}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": choices,
-                    "usage": usage,
-                }
-                if fault == "malformed":
-                    self._raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
-                    return
-                if server.token_rate:  # the n choices are written in parallel: the longest counts
-                    longest = max(_count(c["message"]["content"] or "") for c in choices)
-                    time.sleep(longest / server.token_rate)
-                with server._lock:
-                    server.tokens_sent += completion_tokens
-                self._json(200, response)
+    def do_POST(self) -> None:
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            request = json.loads(body)
+        except json.JSONDecodeError:
+            self._json(400, {"error": {"message": "request body is not JSON"}})
+            return
+        with self.owner._lock:
+            self.owner.request_count += 1
+            if self.owner.keep_requests:
+                self.owner.requests.append(request)
+        if not request.get("model"):
+            self._json(400, {"error": {"message": "you must provide a model parameter"}})
+            return
+        with self.owner._lock:
+            self.owner.in_flight += 1
+            self.owner.max_in_flight = max(self.owner.max_in_flight, self.owner.in_flight)
+        try:
+            self._answer(request)
+        finally:
+            with self.owner._lock:
+                self.owner.in_flight -= 1
 
-            def _stream(
-                self,
-                request: dict[str, Any],
-                choices: list[dict[str, Any]],
-                usage: dict[str, int],
-                model: str,
-                truncated: bool,
-            ) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                base = {
-                    "id": "chatcmpl-stream",
-                    "object": "chat.completion.chunk",
-                    "model": model,
-                    "created": int(time.time()),
-                }
-                try:
-                    # One event per choice per step, interleaved by index (as OpenAI streams n
-                    # choices); a step that writes content takes 1/token_rate seconds. None
-                    # stands for the choice's finish event.
-                    streams = [[*_deltas(c["message"]), None] for c in choices]
-                    for step in range(max(map(len, streams))):
-                        written = [s[step] for s in streams if step < len(s)]
-                        if server.token_rate and any(d and d.get("content") for d in written):
-                            time.sleep(1.0 / server.token_rate)
-                        for choice, deltas in zip(choices, streams, strict=True):
-                            if step >= len(deltas):
-                                continue
-                            delta = deltas[step]
-                            finish = None if delta is not None else choice["finish_reason"]
-                            self._event(
+    def _answer(self, request: dict[str, Any]) -> None:
+        delay, fault, texts = self.owner._draw(request)
+        time.sleep(delay)
+        if self._refused(fault):
+            return
+        choices = self.owner._choices(request, texts)
+        prompt_tokens = sum(_count(m.get("content")) for m in request.get("messages", []))
+        completion_tokens = sum(
+            _count(c["message"]["content"] or c["message"].get("tool_calls")) for c in choices
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        model = request.get("model", "loopback")
+        if request.get("stream"):
+            self._stream(request, choices, usage, model, truncated=fault == "truncated")
+            return
+        response = {
+            "id": f"chatcmpl-{self.owner.request_count}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": usage,
+        }
+        if fault == "malformed":
+            self._raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
+            return
+        if self.owner.token_rate:  # the n choices are written in parallel: the longest counts
+            longest = max(_count(c["message"]["content"] or "") for c in choices)
+            time.sleep(longest / self.owner.token_rate)
+        with self.owner._lock:
+            self.owner.tokens_sent += completion_tokens
+        self._json(200, response)
+
+    def _refused(self, fault: str | None) -> bool:
+        """Send a fault that comes instead of an answer; False when the request gets one (the
+        malformed and truncated faults spoil the answer itself)."""
+        if fault == "500":
+            self._json(500, {"error": {"message": "injected server error"}})
+        elif fault == "429":
+            self._json(429, {"error": {"message": "injected rate limit"}}, {"Retry-After": "0"})
+        elif fault in _CLIENT_ERRORS:
+            self._json(int(fault), {"error": {**_CLIENT_ERRORS[fault], "code": fault}})
+        elif fault == "timeout":
+            # Hang, then hang up without an answer: a client that waited longer than its
+            # timeout (a busy machine) still sees a failure, never a late success.
+            time.sleep(self.owner.hang_seconds)
+            self.close_connection = True
+        else:
+            return False
+        return True
+
+    def _stream(
+        self,
+        request: dict[str, Any],
+        choices: list[dict[str, Any]],
+        usage: dict[str, int],
+        model: str,
+        truncated: bool,
+    ) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        base = {
+            "id": "chatcmpl-stream",
+            "object": "chat.completion.chunk",
+            "model": model,
+            "created": int(time.time()),
+        }
+        try:
+            # One event per choice per step, interleaved by index (as OpenAI streams n
+            # choices); a step that writes content takes 1/token_rate seconds. None
+            # stands for the choice's finish event.
+            streams = [[*_deltas(c["message"]), None] for c in choices]
+            for step in range(max(map(len, streams))):
+                written = [s[step] for s in streams if step < len(s)]
+                if self.owner.token_rate and any(d and d.get("content") for d in written):
+                    time.sleep(1.0 / self.owner.token_rate)
+                for choice, deltas in zip(choices, streams, strict=True):
+                    if step >= len(deltas):
+                        continue
+                    delta = deltas[step]
+                    finish = None if delta is not None else choice["finish_reason"]
+                    self._event(
+                        {
+                            **base,
+                            "choices": [
                                 {
-                                    **base,
-                                    "choices": [
-                                        {
-                                            "index": choice["index"],
-                                            "delta": delta or {},
-                                            "finish_reason": finish,
-                                        }
-                                    ],
+                                    "index": choice["index"],
+                                    "delta": delta or {},
+                                    "finish_reason": finish,
                                 }
-                            )
-                            if delta and delta.get("content"):
-                                with server._lock:
-                                    server.tokens_sent += 1
-                            if truncated and delta is not None:
-                                self.close_connection = True
-                                return
-                    if (request.get("stream_options") or {}).get("include_usage"):
-                        self._event({**base, "choices": [], "usage": usage})
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    with server._lock:  # the client closed the stream: stop generating
-                        server.streams_closed_early += 1
-                self.close_connection = True
+                            ],
+                        }
+                    )
+                    if delta and delta.get("content"):
+                        with self.owner._lock:
+                            self.owner.tokens_sent += 1
+                    if truncated and delta is not None:
+                        self.close_connection = True
+                        return
+            if (request.get("stream_options") or {}).get("include_usage"):
+                self._event({**base, "choices": [], "usage": usage})
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            with self.owner._lock:  # the client closed the stream: stop generating
+                self.owner.streams_closed_early += 1
+        self.close_connection = True
 
-            def _event(self, payload: dict[str, Any]) -> None:
-                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-                self.wfile.flush()
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+        self.wfile.flush()
 
-            def _json(
-                self, status: int, payload: Any, headers: dict[str, str] | None = None
-            ) -> None:
-                self._raw(status, json.dumps(payload).encode(), "application/json", headers)
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(payload).encode(), "application/json", headers)
 
-            def _raw(
-                self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def _raw(
+        self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class _QuietServer(ThreadingHTTPServer):
     request_queue_size = 1024  # load tests open hundreds of connections at once
+
+    def __init__(self, address: tuple[str, int], owner: OpenAICompatibleServer) -> None:
+        self.owner = owner  # what every connection's handler answers from and counts into
+        super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up early (timeouts, truncated streams under test) are expected.
