@@ -6,13 +6,12 @@ with it, so the card's metrics are those of the model exactly as users will run 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from langchain_irl.reward_model.card import (
     TOKENIZER_FILE,
     Architecture,
     Calibration,
+    EncoderInfo,
     HeadInfo,
     ModelCard,
 )
@@ -198,107 +198,159 @@ def validation_mask(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
 def train(
     demos: Sequence[Example], samples: Sequence[Example], out_dir: str | Path, config: TrainConfig
 ) -> ModelCard:
-    """Train, export, re-score with the runtime, write the folder atomically; return its card."""
-    if not demos or not samples:
-        raise ValueError("training needs at least one demonstration and one policy sample")
-    check_matched(demos, samples)  # before seconds of loading and exporting the encoder
+    """Train, export, re-score with the runtime, write the folder atomically; return its card.
+
+    Each stage below takes what it needs and returns what the later ones read."""
+    _check_data(demos, samples)  # before seconds of loading and exporting the encoder
     head_info = HeadInfo(kind=config.architecture, hidden=config.hidden)
-    summary = _data_summary(demos, samples, config)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
         work = Path(tmp)
-        torch_encoder, encoder_dir = load_encoder(config.encoder_dir)
-        tokenizer_json(encoder_dir, work / TOKENIZER_FILE)
-        fp32_info = export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-
-        def encode() -> EncodedSet:  # with the encoder exported last
-            encoder = _onnx_encoder(work, config, fp32_info.normalize)
-            return encode_examples(
-                encoder,
-                demos,
-                samples,
-                config.prompt_format,
-                config.prompt_reading,
-                config.candidate_chunks,
-                architecture=config.architecture,
-            )
-
-        data = encode()
-        valid = validation_mask(data.groups, config.validation_share, config.seed)
-        train_set, valid_set = data.subset(~valid), data.subset(valid)
-        layers = fit_head(train_set, head_info, config)
+        encoder = export_base_encoder(work, config)
+        encoded = encode_and_split(encoder, demos, samples, config)
+        layers = fit_head(encoded.training_groups, head_info, config)
+        fine_tune_report = None
         if config.fine_tune is not None:
-            layers, report = _fine_tune(torch_encoder, work, train_set, layers, config)
-            summary["fine_tune"] = report
-            export_encoder(torch_encoder, encoder_dir, work / "fp32.onnx")
-            data = encode()
-            train_set, valid_set = data.subset(~valid), data.subset(valid)
-            head = RewardHead.from_layers(layers)  # rescale on the fine-tuned features
-            layers = standardised_layers(
-                head, train_set.phi(head_info.features)[~train_set.is_demo]
-            )
-        summary["validation_inputs"] = validation_inputs = len(np.unique(data.groups[valid]))
-        if validation_inputs < MIN_VALIDATION_INPUTS:
-            logger.warning(
-                "only %d validation inputs: the card's metrics are too noisy to trust (raise "
-                "--validation-share, or give more inputs)",
-                validation_inputs,
-            )
-        summary["inputs"] = len(data.prompts)
-
-        reference = head_forward(layers, valid_set.phi(head_info.features))
-        encoder = functools.partial(_onnx_encoder, work, config, fp32_info.normalize)
-        _write_demonstrations(work, train_set, encoder)
-        head_graph = build_head([layers], fp32_info.dim, len(head_info.features), head_info.kind)
-        onnx.save(head_graph, work / HEAD_FILE)
-        card = ModelCard(
-            name=config.name or Path(out_dir).name,
-            description=config.description,
-            encoder=fp32_info,
-            head=head_info,
-            max_tokens=config.max_tokens,
-            prompt_format=config.prompt_format,
-            prompt_keeps=config.prompt_reading,
-            candidate_chunks=config.candidate_chunks,
-            objective=config.objective,
-            training_data=summary,
-        )
-        model = _stage(work, "fp32", card)
-        rewards = runtime_rewards(model, valid_set)
-        if not np.allclose(rewards, reference, atol=1e-3):
-            worst = float(np.abs(rewards - reference).max())
-            raise RuntimeError(f"exported model disagrees with training (max |diff| {worst:.2e})")
-        metrics: dict[str, float] = {}
+            tuned = fine_tune_encoder(encoder, encoded.training_groups, layers, work, config)
+            encoder, fine_tune_report = tuned.encoder, tuned.report
+            encoded = encode_and_split(encoder, demos, samples, config)  # by the tuned encoder
+            layers = rescale_head(tuned.layers, encoded.training_groups, head_info)
+        _warn_if_few_validation_inputs(encoded.validation_inputs)
+        summary = training_summary(demos, samples, config, encoded, fine_tune_report)
+        card = _draft_card(out_dir, config, encoder.info, head_info, summary)
+        files = {
+            TOKENIZER_FILE: encoder.tokenizer_path,
+            **export_heads(work, layers, encoder.info, head_info),
+            **write_demonstrations(work, encoded.train, encoder, config),
+        }
+        reference = head_forward(layers, encoded.valid.phi(head_info.features))
+        staging = Staging(work, card, files, encoded.valid, reference)
+        shipped = verified_export(staging, encoder)
         if config.quantize:
-            int8_info = export_encoder(
-                torch_encoder, encoder_dir, work / "int8.onnx", quantize=True
-            )
-            int8_model = _stage(work, "int8", card.model_copy(update={"encoder": int8_info}))
-            int8_rewards = runtime_rewards(int8_model, valid_set)
-            metrics["int8_reward_spearman"] = agreement = spearman(reference, int8_rewards)
-            if agreement >= QUANTIZATION_MIN_SPEARMAN:
-                model, rewards = int8_model, int8_rewards
-            else:
-                logger.warning(
-                    "int8 encoder changes the reward ranking (Spearman %.4f < %.2f): shipping fp32",
-                    agreement,
-                    QUANTIZATION_MIN_SPEARMAN,
-                )
-        metrics |= reward_metrics(
-            rewards, valid_set.groups, valid_set.is_demo, valid_set.gold, lengths=valid_set.lengths
-        )
-        matching = matching_accuracy(
-            model, valid_set.prompts, valid_set.groups, valid_set.texts, valid_set.is_demo
-        )
-        if matching is not None:
-            metrics["matching_accuracy"] = matching
-        metrics |= supervised_ceiling(train_set, valid_set, head_info, config)
-        calibration = Calibration(
-            demo_scores=tuple(np.round(rewards[valid_set.is_demo], 5).tolist()),
-            sample_scores=tuple(np.round(rewards[~valid_set.is_demo], 5).tolist()),
-        )
-        card = model.card.model_copy(update={"metrics": metrics, "calibration": calibration})
-        write_model_folder(out_dir, card, {name: model.folder / name for name in card.files})
-    return card
+            shipped = quantized_if_ranking_kept(staging, shipped, encoder)
+        metrics = held_out_metrics(shipped, encoded, head_info, config)
+        return ship(out_dir, shipped, metrics, _calibration(shipped.rewards, encoded.valid))
+
+
+# -- stage results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportedEncoder:
+    """The PyTorch encoder and one fp32 ONNX export of it: the stages that embed text read the
+    export, so they see the encoder as it was when exported (fine-tuning exports a new file)."""
+
+    torch_encoder: SentenceEncoder
+    source_dir: Path  # the Hugging Face folder it was loaded from
+    info: EncoderInfo
+    onnx_path: Path
+    tokenizer_path: Path
+
+    def runtime(self, config: TrainConfig) -> OnnxEncoder | CachedEncoder:
+        """The export as the runtime runs it (behind the embedding cache when configured)."""
+        files = (self.onnx_path, self.tokenizer_path)
+        encoder = OnnxEncoder.from_files(*files, config.max_tokens, normalize=self.info.normalize)
+        if config.embedding_cache is None:
+            return encoder
+        return CachedEncoder(encoder, config.embedding_cache, files)
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """Every record embedded by one export, split by input into training and validation."""
+
+    train: EncodedSet  # the training inputs' records (the folder keeps their demonstrations)
+    valid: EncodedSet  # the held-out inputs' records (the card's metrics)
+    training_groups: EncodedSet  # what the head and fine-tuning learn from
+    inputs: int
+    validation_inputs: int
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    encoder: ExportedEncoder  # the tuned encoder's export
+    layers: list[Layer]  # the head trained with it, scaled for the features before tuning
+    report: dict[str, object]  # the card's `training_data["fine_tune"]`
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A staged folder, loaded with the runtime, and the validation rewards it gives."""
+
+    model: RewardModel
+    rewards: np.ndarray
+    int8_reward_spearman: float | None = None  # None: no int8 encoder was tried
+
+
+@dataclass(frozen=True)
+class Staging:
+    """A folder's parts before it ships, and what the runtime must reproduce: training's rewards
+    (`reference`) for the validation records."""
+
+    work: Path
+    card: ModelCard  # the draft: no files, metrics or calibration yet
+    files: dict[str, Path]  # every file but the encoder, by its name in the folder
+    valid: EncodedSet
+    reference: np.ndarray
+
+    def load(self, variant: str, encoder: Path, info: EncoderInfo) -> Shipped:
+        """Write the folder with `encoder` into `work`; load it with the runtime and score the
+        validation records."""
+        card = self.card.model_copy(update={"encoder": info})
+        files = {ENCODER_FILE: encoder, **self.files}
+        model = RewardModel.load(write_model_folder(self.work / f"staged-{variant}", card, files))
+        return Shipped(model, runtime_rewards(model, self.valid))
+
+
+# -- the stages, in the order `train` runs them -------------------------------------------------
+
+
+def _check_data(demos: Sequence[Example], samples: Sequence[Example]) -> None:
+    if not demos or not samples:
+        raise ValueError("training needs at least one demonstration and one policy sample")
+    check_matched(demos, samples)
+
+
+def export_base_encoder(work: Path, config: TrainConfig) -> ExportedEncoder:
+    """Load the pretrained encoder; write its tokenizer and fp32 ONNX export into `work`."""
+    torch_encoder, source_dir = load_encoder(config.encoder_dir)
+    tokenizer_json(source_dir, work / TOKENIZER_FILE)
+    onnx_path = work / "fp32.onnx"
+    info = export_encoder(torch_encoder, source_dir, onnx_path)
+    return ExportedEncoder(torch_encoder, source_dir, info, onnx_path, work / TOKENIZER_FILE)
+
+
+def encode_and_split(
+    encoder: ExportedEncoder,
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    config: TrainConfig,
+) -> EncodedSplit:
+    """Embed every record with `encoder`'s export; hold out a share of inputs."""
+    data = encode_examples(
+        encoder.runtime(config),
+        demos,
+        samples,
+        config.prompt_format,
+        config.prompt_reading,
+        config.candidate_chunks,
+        architecture=config.architecture,
+    )
+    valid = validation_mask(data.groups, config.validation_share, config.seed)
+    train_set = data.subset(~valid)
+    return EncodedSplit(
+        train=train_set,
+        valid=data.subset(valid),
+        training_groups=build_training_groups(train_set),
+        inputs=len(data.prompts),
+        validation_inputs=len(np.unique(data.groups[valid])),
+    )
+
+
+def build_training_groups(train_set: EncodedSet) -> EncodedSet:
+    """The candidate groups the head and fine-tuning learn from: each training input's
+    demonstrations and policy samples. Extra negatives (edited copies of demonstrations) belong
+    here, embedded by the same export, so that they are re-embedded after fine-tuning."""
+    return train_set
 
 
 def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> list[Layer]:
@@ -322,6 +374,217 @@ def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> l
         off_topic=off_topic,
         seed=config.seed,
     )
+
+
+def fine_tune_encoder(
+    encoder: ExportedEncoder,
+    records: EncodedSet,
+    layers: list[Layer],
+    work: Path,
+    config: TrainConfig,
+) -> FineTuned:
+    """Train `encoder.torch_encoder` (in place) jointly with the head; export the result as a
+    new file (`encoder`'s own export stays that of the encoder before tuning)."""
+    assert config.fine_tune is not None
+    batches = BatchReader(
+        TextReader.from_file(encoder.tokenizer_path, config.max_tokens),
+        records.prompts,
+        records.texts,
+        records.groups,
+        architecture=config.architecture,
+        prompt_keeps=config.prompt_reading,
+    )
+    layers, report = fine_tune(
+        encoder.torch_encoder,
+        batches,
+        records.is_demo,
+        layers,
+        config.objective,
+        config.fine_tune,
+        off_topic=config.off_topic,
+        seed=config.seed,
+    )
+    onnx_path = work / "fine-tuned.onnx"
+    info = export_encoder(encoder.torch_encoder, encoder.source_dir, onnx_path)
+    tuned = ExportedEncoder(
+        encoder.torch_encoder, encoder.source_dir, info, onnx_path, encoder.tokenizer_path
+    )
+    summary: dict[str, object] = {
+        "steps": report.steps,
+        "batch": config.fine_tune.batch,
+        "samples_per_demo": config.fine_tune.samples_per_demo,
+        "layers": config.fine_tune.layers or "all",
+        "device": report.device,
+    }  # no wall-clock figures: a rebuild writes the same card, byte for byte
+    return FineTuned(tuned, layers, summary)
+
+
+def rescale_head(layers: list[Layer], records: EncodedSet, head_info: HeadInfo) -> list[Layer]:
+    """The head rescaled so that policy samples' rewards are standardised on `records`'
+    features (fine-tuning moved them)."""
+    phi_samples = records.phi(head_info.features)[~records.is_demo]
+    return standardised_layers(RewardHead.from_layers(layers), phi_samples)
+
+
+def _warn_if_few_validation_inputs(validation_inputs: int) -> None:
+    if validation_inputs < MIN_VALIDATION_INPUTS:
+        logger.warning(
+            "only %d validation inputs: the card's metrics are too noisy to trust (raise "
+            "--validation-share, or give more inputs)",
+            validation_inputs,
+        )
+
+
+def training_summary(
+    demos: Sequence[Example],
+    samples: Sequence[Example],
+    config: TrainConfig,
+    encoded: EncodedSplit,
+    fine_tune_report: dict[str, object] | None,
+) -> dict[str, object]:
+    """The card's `training_data`: counts, split, seed, the data's SHA-256, fine-tuning."""
+    digest = hashlib.sha256()
+    for record in [*demos, *samples]:
+        digest.update(repr(record.to_json()).encode("utf-8"))
+    summary: dict[str, object] = {
+        "demonstrations": len(demos),
+        "policy_samples": len(samples),
+        "validation_share": config.validation_share,
+        "seed": config.seed,
+        "sha256": digest.hexdigest(),
+        "validation_inputs": encoded.validation_inputs,
+        "inputs": encoded.inputs,
+    }
+    if fine_tune_report is not None:
+        summary["fine_tune"] = fine_tune_report
+    return summary
+
+
+def _draft_card(
+    out_dir: str | Path,
+    config: TrainConfig,
+    encoder_info: EncoderInfo,
+    head_info: HeadInfo,
+    summary: dict[str, object],
+) -> ModelCard:
+    """The card before verification: no files, metrics or calibration yet."""
+    return ModelCard(
+        name=config.name or Path(out_dir).name,
+        description=config.description,
+        encoder=encoder_info,
+        head=head_info,
+        max_tokens=config.max_tokens,
+        prompt_format=config.prompt_format,
+        prompt_keeps=config.prompt_reading,
+        candidate_chunks=config.candidate_chunks,
+        objective=config.objective,
+        training_data=summary,
+    )
+
+
+def export_heads(
+    work: Path, layers: list[Layer], encoder_info: EncoderInfo, head_info: HeadInfo
+) -> dict[str, Path]:
+    """The head graphs, by their file name in the folder. Extra heads (a prefix head) are
+    exported here too: every file returned is staged, verified by loading, and shipped."""
+    path = work / HEAD_FILE
+    graph = build_head([layers], encoder_info.dim, len(head_info.features), head_info.kind)
+    onnx.save(graph, path)
+    return {HEAD_FILE: path}
+
+
+def write_demonstrations(
+    work: Path,
+    records: EncodedSet,
+    encoder: ExportedEncoder,
+    config: TrainConfig,
+    limit: int = 5000,
+) -> dict[str, Path]:
+    """Training demonstrations (at most `limit`, a fixed sample) and their outputs' embeddings,
+    for `RewardModel.explain`, by their file name in the folder. A cross-encoder's records hold
+    pair embeddings: its outputs are embedded alone here, by `encoder`'s export."""
+    demos = np.flatnonzero(records.is_demo)
+    if len(demos) > limit:
+        demos = np.sort(np.random.default_rng(0).choice(demos, size=limit, replace=False))
+    entries = [
+        {
+            "input": records.prompts[records.groups[i]],
+            "output": records.texts[i],
+            "tokens": int(records.token_counts[i]),
+        }
+        for i in demos
+    ]
+    (work / DEMOS_FILE).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    if records.prompt_embeddings is None:
+        embeddings, _ = encoder.runtime(config).encode([records.texts[i] for i in demos])
+    else:
+        embeddings = records.embeddings[demos]
+    np.save(work / DEMO_EMBEDDINGS_FILE, embeddings.astype(np.float16))
+    return {DEMOS_FILE: work / DEMOS_FILE, DEMO_EMBEDDINGS_FILE: work / DEMO_EMBEDDINGS_FILE}
+
+
+def verified_export(staging: Staging, encoder: ExportedEncoder) -> Shipped:
+    """The fp32 folder, once the runtime scores the validation records as training did."""
+    shipped = staging.load("fp32", encoder.onnx_path, encoder.info)
+    if not np.allclose(shipped.rewards, staging.reference, atol=1e-3):
+        worst = float(np.abs(shipped.rewards - staging.reference).max())
+        raise RuntimeError(f"exported model disagrees with training (max |diff| {worst:.2e})")
+    return shipped
+
+
+def quantized_if_ranking_kept(staging: Staging, fp32: Shipped, encoder: ExportedEncoder) -> Shipped:
+    """The folder with an int8 encoder when it keeps training's reward ranking on validation,
+    else `fp32`; either way with the agreement measured."""
+    int8_path = staging.work / "int8.onnx"
+    info = export_encoder(encoder.torch_encoder, encoder.source_dir, int8_path, quantize=True)
+    int8 = staging.load("int8", int8_path, info)
+    agreement = spearman(staging.reference, int8.rewards)
+    if agreement >= QUANTIZATION_MIN_SPEARMAN:
+        return replace(int8, int8_reward_spearman=agreement)
+    logger.warning(
+        "int8 encoder changes the reward ranking (Spearman %.4f < %.2f): shipping fp32",
+        agreement,
+        QUANTIZATION_MIN_SPEARMAN,
+    )
+    return replace(fp32, int8_reward_spearman=agreement)
+
+
+def held_out_metrics(
+    shipped: Shipped, encoded: EncodedSplit, head_info: HeadInfo, config: TrainConfig
+) -> dict[str, float]:
+    """The card's metrics, measured on the validation records with the shipped folder."""
+    valid = encoded.valid
+    metrics: dict[str, float] = {}
+    if shipped.int8_reward_spearman is not None:
+        metrics["int8_reward_spearman"] = shipped.int8_reward_spearman
+    metrics |= reward_metrics(
+        shipped.rewards, valid.groups, valid.is_demo, valid.gold, lengths=valid.lengths
+    )
+    matching = matching_accuracy(
+        shipped.model, valid.prompts, valid.groups, valid.texts, valid.is_demo
+    )
+    if matching is not None:
+        metrics["matching_accuracy"] = matching
+    return metrics | supervised_ceiling(encoded.train, valid, head_info, config)
+
+
+def _calibration(rewards: np.ndarray, valid_set: EncodedSet) -> Calibration:
+    return Calibration(
+        demo_scores=tuple(np.round(rewards[valid_set.is_demo], 5).tolist()),
+        sample_scores=tuple(np.round(rewards[~valid_set.is_demo], 5).tolist()),
+    )
+
+
+def ship(
+    out_dir: str | Path, shipped: Shipped, metrics: dict[str, float], calibration: Calibration
+) -> ModelCard:
+    """Write the shipped folder, its card completed, to `out_dir` (atomically); its card."""
+    card = shipped.model.card.model_copy(update={"metrics": metrics, "calibration": calibration})
+    write_model_folder(out_dir, card, {name: shipped.model.folder / name for name in card.files})
+    return card
+
+
+# -- helpers ------------------------------------------------------------------------------------
 
 
 def supervised_ceiling(
@@ -352,104 +615,6 @@ def supervised_rewards(
     return None if layers is None else head_forward(layers, valid_set.phi(features))
 
 
-def _fine_tune(
-    torch_encoder: SentenceEncoder,
-    work: Path,
-    records: EncodedSet,
-    layers: list[Layer],
-    config: TrainConfig,
-) -> tuple[list[Layer], dict[str, object]]:
-    assert config.fine_tune is not None
-    batches = BatchReader(
-        TextReader.from_file(work / TOKENIZER_FILE, config.max_tokens),
-        records.prompts,
-        records.texts,
-        records.groups,
-        architecture=config.architecture,
-        prompt_keeps=config.prompt_reading,
-    )
-    layers, report = fine_tune(
-        torch_encoder,
-        batches,
-        records.is_demo,
-        layers,
-        config.objective,
-        config.fine_tune,
-        off_topic=config.off_topic,
-        seed=config.seed,
-    )
-    return layers, {
-        "steps": report.steps,
-        "batch": config.fine_tune.batch,
-        "samples_per_demo": config.fine_tune.samples_per_demo,
-        "layers": config.fine_tune.layers or "all",
-        "device": report.device,
-    }  # no wall-clock figures: a rebuild writes the same card, byte for byte
-
-
-def _write_demonstrations(
-    work: Path,
-    records: EncodedSet,
-    encoder: Callable[[], OnnxEncoder | CachedEncoder],
-    limit: int = 5000,
-) -> None:
-    """Training demonstrations (at most `limit`, a fixed sample) and their outputs' embeddings,
-    for `RewardModel.explain`. A cross-encoder's records hold pair embeddings: its outputs are
-    embedded alone here, by the encoder `encoder` builds (called for a cross-encoder only)."""
-    demos = np.flatnonzero(records.is_demo)
-    if len(demos) > limit:
-        demos = np.sort(np.random.default_rng(0).choice(demos, size=limit, replace=False))
-    entries = [
-        {
-            "input": records.prompts[records.groups[i]],
-            "output": records.texts[i],
-            "tokens": int(records.token_counts[i]),
-        }
-        for i in demos
-    ]
-    (work / DEMOS_FILE).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
-    if records.prompt_embeddings is None:
-        embeddings, _ = encoder().encode([records.texts[i] for i in demos])
-    else:
-        embeddings = records.embeddings[demos]
-    np.save(work / DEMO_EMBEDDINGS_FILE, embeddings.astype(np.float16))
-
-
-def _onnx_encoder(work: Path, config: TrainConfig, normalize: bool) -> OnnxEncoder | CachedEncoder:
-    files = (work / "fp32.onnx", work / TOKENIZER_FILE)
-    encoder = OnnxEncoder.from_files(*files, config.max_tokens, normalize=normalize)
-    if config.embedding_cache is None:
-        return encoder
-    return CachedEncoder(encoder, config.embedding_cache, files)
-
-
-def _stage(work: Path, variant: str, card: ModelCard) -> RewardModel:
-    """Write a complete folder with the `variant` encoder into `work`; load it with the runtime."""
-    files = {
-        ENCODER_FILE: work / f"{variant}.onnx",
-        HEAD_FILE: work / HEAD_FILE,
-        TOKENIZER_FILE: work / TOKENIZER_FILE,
-        DEMOS_FILE: work / DEMOS_FILE,
-        DEMO_EMBEDDINGS_FILE: work / DEMO_EMBEDDINGS_FILE,
-    }
-    return RewardModel.load(write_model_folder(work / f"staged-{variant}", card, files))
-
-
 def runtime_rewards(model: RewardModel, records: EncodedSet) -> np.ndarray:
     """Score every record with the exported runtime, as users call it."""
     return model.score_by_input(records.prompts, records.groups, records.texts)
-
-
-def _data_summary(
-    demos: Sequence[Example], samples: Sequence[Example], config: TrainConfig
-) -> dict[str, object]:
-    digest = hashlib.sha256()
-    for record in [*demos, *samples]:
-        digest.update(repr(record.to_json()).encode("utf-8"))
-    return {
-        "demonstrations": len(demos),
-        "policy_samples": len(samples),
-        "validation_share": config.validation_share,
-        "seed": config.seed,
-        "sha256": digest.hexdigest(),
-    }
