@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +21,19 @@ from tqdm.auto import tqdm
 from langchain_irl.data.formats import Example
 from langchain_irl.evaluation.plots import reward_histogram
 from langchain_irl.evaluation.probes import (
+    EditEffect,
+    FeatureEffect,
+    PhraseEffect,
     edit_probes,
     preferred_phrases,
     surface_preferences,
 )
-from langchain_irl.evaluation.report import EvalReport, ScoredRecords, evaluate
+from langchain_irl.evaluation.report import EvalReport, ScoredRecords, SuspiciousDemo, evaluate
+from langchain_irl.reward_model.attribution import Attribution, shade
 from langchain_irl.reward_model.card import DEMOS_FILE, ModelCard
 from langchain_irl.reward_model.model import RewardModel
 
 REPORT_FILE = "index.html"
-HEADINGS = (
-    "Model card",
-    "Scores",
-    "Top and bottom outputs",
-    "What it prefers",
-    "Suspicious demonstrations",
-)
 # The figures the page shows, in this order (others stay in card.json).
 METRIC_NAMES = {
     "pairwise_accuracy": "pairwise accuracy: a demonstration above a policy sample of its input",
@@ -49,6 +47,36 @@ METRIC_NAMES = {
     "supervised_spearman_gold": "supervised ceiling: Spearman",
     "int8_reward_spearman": "int8 encoder vs fp32: reward Spearman",
 }
+SHOWN_EXAMPLES = 5  # outputs shown at each end of the reward ranking
+
+
+@dataclass(frozen=True)
+class ShadedOutput:
+    """One output of the top or bottom of the ranking, its words shaded by attribution."""
+
+    prompt: str
+    attribution: Attribution
+    reward: float
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything the page shows, measured before any HTML is written."""
+
+    title: str
+    description: str
+    card: ModelCard
+    source: str  # what the page was measured on, in words
+    measured: dict[str, float]  # the figures measured on the given data (empty without)
+    plots: list[str]  # PNG files beside the page, in the order shown
+    highest: list[ShadedOutput]
+    lowest: list[ShadedOutput]
+    attributed: int  # outputs whose attributions were pooled into the phrase tables
+    liked: list[PhraseEffect]
+    disliked: list[PhraseEffect]
+    features: list[FeatureEffect]
+    edits: list[EditEffect]
+    suspicious: list[SuspiciousDemo]
 
 
 def write_report(
@@ -69,6 +97,23 @@ def write_report(
     the edit probes (a fixed, seeded sample)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    content = gather(model, out, demos, samples, attributed=attributed, probed=probed, seed=seed)
+    path = out / REPORT_FILE
+    path.write_text(render(content), encoding="utf-8")
+    return path
+
+
+def gather(
+    model: RewardModel,
+    out: Path,
+    demos: Sequence[Example] | None,
+    samples: Sequence[Example] | None,
+    *,
+    attributed: int,
+    probed: int,
+    seed: int,
+) -> ReportContent:
+    """Measure everything the page shows; write its plots into `out`."""
     rng = np.random.default_rng(seed)
     if demos is not None and samples is not None:
         report = evaluate(model, demos, samples, plots_dir=out)
@@ -78,16 +123,6 @@ def write_report(
         source = "the training demonstrations the model folder keeps (no data given)"
     records = report.records
     assert records is not None
-    plots = [path.name for path in report.plots]
-    calibration = model.card.calibration
-    if calibration is not None and calibration.sample_scores:
-        reward_histogram(
-            np.array(calibration.demo_scores),
-            np.array(calibration.sample_scores),
-            out / "calibration.png",
-            f"{model.name}: held-out rewards when it was trained",
-        )
-        plots.insert(0, "calibration.png")
     chosen = _sample(len(records.texts), attributed, rng)
     attributions = [
         model.attribute(records.prompts[records.groups[i]], records.texts[i])
@@ -103,18 +138,23 @@ def write_report(
         records.rewards[probe_rows],
         seed=seed,
     )
-    features = surface_preferences(records.rewards, records.groups, records.texts)
-    sections = [
-        _card_section(model.card, source, report.metrics),
-        _scores_section(plots),
-        _examples_section(model, records),
-        _preferences_section(liked, disliked, features, edits, len(attributions)),
-        _suspicious_section(report),
-    ]
-    page = _page(f"{model.name}: what the reward learned", model.card.description, sections)
-    path = out / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
-    return path
+    order = np.argsort(-records.rewards, kind="stable")
+    return ReportContent(
+        title=f"{model.name}: what the reward learned",
+        description=model.card.description,
+        card=model.card,
+        source=source,
+        measured=report.metrics,
+        plots=_calibration_plot(model, out) + [path.name for path in report.plots],
+        highest=_shaded(model, records, order[:SHOWN_EXAMPLES]),
+        lowest=_shaded(model, records, order[::-1][:SHOWN_EXAMPLES]),
+        attributed=len(attributions),
+        liked=liked,
+        disliked=disliked,
+        features=surface_preferences(records.rewards, records.groups, records.texts),
+        edits=edits,
+        suspicious=report.suspicious,
+    )
 
 
 def _kept_demonstrations(model: RewardModel) -> ScoredRecords:
@@ -136,7 +176,34 @@ def _sample(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(size, size=min(size, count), replace=False))
 
 
-def _card_section(card: ModelCard, source: str, measured: dict[str, float]) -> str:
+def _calibration_plot(model: RewardModel, out: Path) -> list[str]:
+    """The card's held-out rewards as a histogram in `out` (none without policy samples)."""
+    calibration = model.card.calibration
+    if calibration is None or not calibration.sample_scores:
+        return []
+    reward_histogram(
+        np.array(calibration.demo_scores),
+        np.array(calibration.sample_scores),
+        out / "calibration.png",
+        f"{model.name}: held-out rewards when it was trained",
+    )
+    return ["calibration.png"]
+
+
+def _shaded(model: RewardModel, records: ScoredRecords, rows: np.ndarray) -> list[ShadedOutput]:
+    shaded = []
+    for i in rows:
+        prompt = records.prompts[records.groups[i]]
+        attribution = model.attribute(prompt, records.texts[i])
+        shaded.append(ShadedOutput(prompt, attribution, float(records.rewards[i])))
+    return shaded
+
+
+# -- rendering: pure formatting of a `ReportContent` --------------------------------------------
+
+
+def _card_section(content: ReportContent) -> str:
+    card = content.card
     encoder = card.encoder
     hidden = list(card.head.hidden) or "none (linear)"
     rows = [
@@ -150,11 +217,11 @@ def _card_section(card: ModelCard, source: str, measured: dict[str, float]) -> s
         ("prompt", f"rendered as {card.prompt_format}, keeping its {card.prompt_keeps}"),
         ("training data", _flat(card.training_data)),
         ("files", ", ".join(sorted(card.files))),
-        ("this page measured on", source),
+        ("this page measured on", content.source),
     ]
     sources = {"held out at training": card.metrics, **card.evaluations}
-    if measured:
-        sources["this page's data"] = measured
+    if content.measured:
+        sources["this page's data"] = content.measured
     names = list(METRIC_NAMES) + sorted(
         {k for metrics in sources.values() for k in metrics if k.startswith("adversarial_")}
     )
@@ -166,7 +233,6 @@ def _card_section(card: ModelCard, source: str, measured: dict[str, float]) -> s
     ]
     return "\n".join(
         [
-            "<h2>Model card</h2>",
             _table(["", ""], rows, show_header=False),
             "<h3>Held-out figures</h3>",
             _table(["figure", *sources], figures),
@@ -174,58 +240,53 @@ def _card_section(card: ModelCard, source: str, measured: dict[str, float]) -> s
     )
 
 
-def _scores_section(plots: Sequence[str]) -> str:
+def _scores_section(content: ReportContent) -> str:
     figures = [
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(name[:-4])}"></figure>'
-        for name in plots
+        for name in content.plots
     ]
     note = "" if figures else "<p>No plots: the model has no calibration and no data was given.</p>"
-    return "\n".join(["<h2>Scores</h2>", note, *figures])
+    return "\n".join([note, *figures])
 
 
-def _examples_section(model: RewardModel, records: ScoredRecords) -> str:
-    order = np.argsort(-records.rewards, kind="stable")
+def _examples_section(content: ReportContent) -> str:
     parts = [
-        "<h2>Top and bottom outputs</h2>",
-        '<p>Words shaded <span class="attr" style="background: rgba(46, 160, 67, 0.5)">green'
-        '</span> raise the reward, <span class="attr" style="background: rgba(214, 51, 51, 0.5)">'
-        "red</span> lower it (leave-one-out: the reward without that word; hover for the value)."
-        "</p>",
+        f'<p>Words shaded <span class="attr" style="{shade(1.0, 0.5)}">green</span> raise the '
+        f'reward, <span class="attr" style="{shade(-1.0, 0.5)}">red</span> lower it '
+        "(leave-one-out: the reward without that word; hover for the value).</p>",
     ]
-    for title, picks in (("Highest rewards", order[:5]), ("Lowest rewards", order[::-1][:5])):
+    for title, outputs in (
+        ("Highest rewards", content.highest),
+        ("Lowest rewards", content.lowest),
+    ):
         parts.append(f"<h3>{title}</h3>")
-        for i in picks:
-            prompt = records.prompts[records.groups[i]]
-            attribution = model.attribute(prompt, records.texts[i])
-            parts.append(
-                '<div class="example"><p class="input">'
-                f"{html.escape(_clip(prompt))}</p>"
-                f'<p class="output">{attribution.to_html()}</p>'
-                f'<p class="reward">reward {records.rewards[i]:+.3f}</p></div>'
-            )
+        parts += [
+            '<div class="example"><p class="input">'
+            f"{html.escape(_clip(shown.prompt))}</p>"
+            f'<p class="output">{shown.attribution.to_html()}</p>'
+            f'<p class="reward">reward {shown.reward:+.3f}</p></div>'
+            for shown in outputs
+        ]
     return "\n".join(parts)
 
 
-def _preferences_section(
-    liked: Sequence, disliked: Sequence, features: Sequence, edits: Sequence, attributed: int
-) -> str:
-    def phrases(effects: Sequence) -> str:
+def _preferences_section(content: ReportContent) -> str:
+    def phrases(effects: Sequence[PhraseEffect]) -> str:
         rows = [(e.phrase, f"{e.mean_contribution:+.3f}", str(e.count)) for e in effects]
         return _table(["word", "mean contribution", "seen"], rows) if rows else "<p>none</p>"
 
-    feature_rows = [(f.feature, f"{f.spearman:+.3f}", f"{f.share:.0%}") for f in features]
+    feature_rows = [(f.feature, f"{f.spearman:+.3f}", f"{f.share:.0%}") for f in content.features]
     edit_rows = [
-        (e.edit, f"{e.mean_change:+.3f}", f"{e.raised:.0%}", str(e.outputs)) for e in edits
+        (e.edit, f"{e.mean_change:+.3f}", f"{e.raised:.0%}", str(e.outputs)) for e in content.edits
     ]
     return "\n".join(
         [
-            "<h2>What it prefers</h2>",
-            f"<p>Attributions pooled over {attributed} outputs (words seen three times or "
+            f"<p>Attributions pooled over {content.attributed} outputs (words seen three times or "
             "more).</p>",
             '<div class="columns"><div><h3>Words it rewards</h3>',
-            phrases(liked),
+            phrases(content.liked),
             "</div><div><h3>Words it penalises</h3>",
-            phrases(disliked),
+            phrases(content.disliked),
             "</div></div>",
             "<h3>Surface features</h3>",
             "<p>Spearman correlation with the reward within an input, averaged over inputs.</p>",
@@ -238,24 +299,48 @@ def _preferences_section(
     )
 
 
-def _suspicious_section(report: EvalReport) -> str:
-    parts = ["<h2>Suspicious demonstrations</h2>"]
-    if not report.suspicious:
-        parts.append(
+def _suspicious_section(content: ReportContent) -> str:
+    if not content.suspicious:
+        return (
             "<p>None: every demonstration scores above most of its own input's policy samples"
             " (or no policy samples were given).</p>"
         )
-        return "\n".join(parts)
-    parts.append(
-        "<p>Demonstrations the reward scores below most policy samples of their own input: "
-        "worth a look before retraining.</p>"
-    )
     rows = [
         (_clip(d.input, 120), _clip(d.output, 200), f"{d.reward:+.3f}", f"{d.beaten_by:.0%}")
-        for d in report.suspicious[:15]
+        for d in content.suspicious[:15]
     ]
-    parts.append(_table(["input", "demonstration", "reward", "samples above it"], rows))
-    return "\n".join(parts)
+    return "\n".join(
+        [
+            "<p>Demonstrations the reward scores below most policy samples of their own input: "
+            "worth a look before retraining.</p>",
+            _table(["input", "demonstration", "reward", "samples above it"], rows),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    body: Callable[[ReportContent], str]
+
+
+# The page's sections, in order: their headings and their bodies come from here only.
+SECTIONS = (
+    Section("Model card", _card_section),
+    Section("Scores", _scores_section),
+    Section("Top and bottom outputs", _examples_section),
+    Section("What it prefers", _preferences_section),
+    Section("Suspicious demonstrations", _suspicious_section),
+)
+HEADINGS = tuple(section.heading for section in SECTIONS)
+
+
+def render(content: ReportContent) -> str:
+    """The page's HTML (formatting only: everything shown is in `content`)."""
+    sections = [
+        f"<h2>{html.escape(section.heading)}</h2>\n{section.body(content)}" for section in SECTIONS
+    ]
+    return _page(content.title, content.description, sections)
 
 
 def _table(

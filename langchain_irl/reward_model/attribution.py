@@ -76,15 +76,21 @@ class Attribution:
         for (start, end), value in zip(self.spans, self.contributions, strict=True):
             pieces.append(html.escape(self.text[last:start]))
             alpha = min(1.0, abs(value) / scale) * 0.6
-            hue = "46, 160, 67" if value > 0 else "214, 51, 51"
             word = html.escape(self.text[start:end])
             pieces.append(
-                f'<span class="attr" style="background: rgba({hue}, {alpha:.2f})" '
+                f'<span class="attr" style="{shade(value, alpha)}" '
                 f'title="{value:+.3f}">{word}</span>'
             )
             last = end
         pieces.append(html.escape(self.text[last:]))
         return "".join(pieces)
+
+
+def shade(value: float, alpha: float) -> str:
+    """The CSS background of a span that contributes `value`: green raises the reward, red lowers
+    it (the report page's legend shows the same colours)."""
+    rgb = "46, 160, 67" if value > 0 else "214, 51, 51"
+    return f"background: rgba({rgb}, {alpha:.2f})"
 
 
 def attribute(
