@@ -21,6 +21,7 @@ from langchain_irl.cli import (
     collect,
     data,
     demo_command,
+    distill,
     models,
     optimize,
     report,
@@ -52,6 +53,8 @@ examples:
       --reward-model helpful --model openai:gpt-4o-mini --n 8 --margin 0.5 [--ray]
   langchain-irl optimize --reward-model caption-humor --prompt examples/prompt.json \\
       --inputs cartoons.jsonl --demos demos.jsonl --model openai:gpt-4o-mini --out optimized.json
+  langchain-irl distill --base model.gguf --reward-model caption-humor --prompt prompt.json \\
+      --inputs cartoons.jsonl --out build/student [--rounds 2 --method dpo --export-openai D]
 """
 
 # The commands in the order `--help` lists them.
@@ -61,6 +64,7 @@ COMMANDS = (
     score,
     best_of_n,
     optimize,
+    distill,
     data,
     collect,
     train,
