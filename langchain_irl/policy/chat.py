@@ -65,6 +65,9 @@ def load_causal_lm(base: str | Path, device: Device = "auto") -> tuple[Any, Any]
         raise ValueError(f"{path}: its tokenizer has no chat template; a chat policy needs one")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if "gguf_file" in where:  # unpacked to plain float weights, which training needs: kept in
+        # GGUF blocks, transformers would mark the model quantized and the Trainer refuse it
+        where["quantization_config"] = transformers.GgufConfig(dequantize=True)
     model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **where)
     return model.to(torch_device(device)).eval(), tokenizer
 
