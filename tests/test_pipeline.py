@@ -50,8 +50,11 @@ def test_trained_folder_loads_with_metrics_and_calibration(trained: Path) -> Non
         "demonstrations.npy",
         "encoder.onnx",
         "head.onnx",
+        "prefix_head.onnx",
         "tokenizer.json",
     ]
+    edits = card.training_data["edits"]  # on by default, named in the card
+    assert edits["names"] == list(TrainConfig().edits) and edits["copies"] > 0
 
 
 def test_card_calibration_is_what_the_runtime_scores(

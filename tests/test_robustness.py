@@ -6,12 +6,22 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from langchain_core.language_models import FakeListChatModel
+from langchain_openai import ChatOpenAI
 
-from langchain_irl.data.edits import EDITS, check_edits, edited_copies
+from langchain_irl import BestOfN, RewardModel
+from langchain_irl.data.converters import caption_contest
+from langchain_irl.data.edits import EDITS, check_edits, edited_copies, first_words
+from langchain_irl.engine.options import SpeculativeRejection
 from langchain_irl.engine.selection import choose
+from langchain_irl.reward_model.card import ModelCard
+from langchain_irl.testing.server import OpenAICompatibleServer
+from langchain_irl.train.config import TrainConfig
 from langchain_irl.train.head import build_head, head_features, head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
 from langchain_irl.train.losses import CandidateSets, objective_loss
+from langchain_irl.train.pipeline import train
+from tests.conftest import CAPTIONS, DUPLICATE_CANDIDATES
 
 TEXT = "Well, I told you the cat would chair this meeting, didn't I?"
 
@@ -132,3 +142,110 @@ def test_conservative_selection_trusts_what_the_members_agree_on() -> None:
     assert choose(rewards, embeddings, "conservative", members=members, risk_weight=0.0) == 0
     single = rewards[:, None]  # one head: no spread, the rule is argmax
     assert choose(rewards, embeddings, "conservative", members=single) == 0
+
+
+# -- a trained folder: ensemble members, prefix head, edits in the card ------------------------
+
+SMALL = {510, 514, 516, 519, 521, 523}
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
+    demos, samples = caption_contest(CAPTIONS, top=10, sample_chunks=["middle"], contests=SMALL)
+    out = tmp_path_factory.mktemp("ensemble") / "model"
+    config = TrainConfig(
+        hidden=(8,), members=3, prefix_tokens=(4, 8), quantize=False, validation_share=0.34
+    )
+    train(demos, samples, out, config)
+    return RewardModel.load(out)
+
+
+@pytest.fixture(scope="module")
+def cartoon(contests: list[dict]) -> tuple[str, list[str]]:
+    contest = next(c for c in contests if c["contest"] in SMALL)
+    return contest["description"], [c["text"] for c in contest["captions"][:12]]
+
+
+def test_an_ensemble_folder_scores_the_members_mean(
+    ensemble: RewardModel, cartoon: tuple[str, list[str]]
+) -> None:
+    prompt, captions = cartoon
+    members = ensemble.score_members(prompt, captions)
+    assert ensemble.card.head.members == 3 and members.shape == (12, 3)
+    np.testing.assert_allclose(ensemble.score(prompt, captions), members.mean(axis=1), atol=1e-5)
+    assert members.std(axis=1).max() > 0  # members fit on different inputs disagree somewhere
+
+
+def test_conservative_best_of_n_picks_by_mean_minus_spread(
+    ensemble: RewardModel, cartoon: tuple[str, list[str]]
+) -> None:
+    prompt, captions = cartoon
+    llm = FakeListChatModel(responses=captions[:6])
+    best = BestOfN(
+        llm=llm,
+        reward_model=ensemble,
+        n=6,
+        selection="conservative",
+        risk_weight=2.0,
+        max_concurrency=1,
+        return_all=True,
+    )
+    message = best.invoke(prompt)
+    meta = message.response_metadata["best_of_n"]
+    members = ensemble.score_members(prompt, meta["candidates"])
+    value = members.mean(axis=1) - 2.0 * members.std(axis=1)
+    assert message.content == meta["candidates"][int(np.argmax(value))]
+    np.testing.assert_allclose(meta["spreads"], members.std(axis=1), atol=1e-5)
+
+
+def test_the_prefix_head_is_carded_and_judges_beginnings(
+    ensemble: RewardModel, cartoon: tuple[str, list[str]]
+) -> None:
+    prompt, captions = cartoon
+    info = ensemble.card.prefix_head
+    assert info is not None and info.tokens == (4, 8)
+    assert {"4", "reward@4"} <= info.spearman.keys()
+    beginnings = [first_words(c, 4) for c in captions]
+    by_head = ensemble.score_prefixes(prompt, beginnings)
+    assert not np.allclose(by_head, ensemble.score(prompt, beginnings))
+    np.testing.assert_array_equal(by_head, ensemble.score_prefixes(prompt, beginnings))
+
+
+def test_a_folder_without_a_prefix_head_judges_beginnings_by_the_reward(
+    model: RewardModel, cartoon: tuple[str, list[str]]
+) -> None:
+    prompt, captions = cartoon
+    beginnings = [first_words(c, 4) for c in captions]
+    assert model.card.prefix_head is None
+    np.testing.assert_array_equal(
+        model.score_prefixes(prompt, beginnings), model.score(prompt, beginnings)
+    )
+
+
+@pytest.mark.filterwarnings(f"ignore:{DUPLICATE_CANDIDATES}:UserWarning")
+def test_speculative_rejection_judges_streams_by_the_prefix_head(ensemble: RewardModel) -> None:
+    prompt = "Explain how to make a good cup of coffee at home."
+    answers = [
+        " ".join(f"step{i} word{j} of a careful answer" for j in range(12)) for i in range(4)
+    ]
+    with OpenAICompatibleServer(answers_by_prompt={prompt: answers}, token_rate=400) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="unused", model="loopback")
+        best = BestOfN(
+            llm=llm,
+            reward_model=ensemble,
+            n=4,
+            speculative=SpeculativeRejection(checkpoints=(4,), keep=1.0),
+        )
+        meta = best.invoke(prompt).response_metadata["best_of_n"]["speculative"]
+    for candidate in meta["candidates"]:
+        ((tokens, score),) = candidate["prefix_scores"]
+        # each stream's first 4 streamed tokens (words), as the prefix head scores them
+        expected = ensemble.score_prefixes(prompt, [first_words(a, 4) for a in answers])
+        assert tokens == 4 and np.isclose(expected, score, atol=1e-5).any()
+
+
+def test_a_card_that_lists_a_prefix_head_needs_its_file(ensemble: RewardModel) -> None:
+    card = ensemble.card.model_dump(mode="json")
+    del card["files"]["prefix_head.onnx"]
+    with pytest.raises(ValueError, match="prefix_head"):
+        ModelCard.model_validate(card)

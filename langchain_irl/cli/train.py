@@ -16,6 +16,7 @@ from langchain_irl.cli.options import (
     positive,
     share,
 )
+from langchain_irl.data.edits import EDITS
 
 
 def add_parser(commands: Any) -> None:
@@ -79,6 +80,27 @@ def add_parser(commands: Any) -> None:
     train.add_argument("--name", default=None, help="model name (default: the folder's name)")
     train.add_argument("--description", default="", help="one paragraph for the card")
     train.add_argument("--skip-invalid", action="store_true", help="skip malformed lines")
+    robust = train.add_argument_group("robustness: edit negatives, ensemble, prefix head")
+    robust.add_argument(
+        "--edits",
+        nargs="*",
+        choices=list(EDITS),
+        default=list(EDITS),
+        metavar="EDIT",
+        help="edits whose copies of each demonstration are ranked below it, among "
+        f"{', '.join(repr(e) for e in EDITS)}; the option alone: none (default: all of them)",
+    )
+    robust.add_argument(
+        "--edit-weight", type=float, default=1.0, help="weight of the edit ranking term"
+    )
+    robust.add_argument(
+        "--members", type=positive, default=1, help="heads in the reward's ensemble"
+    )
+    robust.add_argument(
+        "--no-prefix-head",
+        action="store_true",
+        help="skip the prefix head (speculative rejection then judges prefixes by the reward)",
+    )
     tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
     tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
     tuning.add_argument("--fine-tune-batch", type=positive, default=16, help="demos per step")
@@ -122,6 +144,10 @@ def run(args: argparse.Namespace) -> None:
         architecture=f"{args.architecture}-encoder",
         hidden=tuple(args.hidden),
         off_topic=args.off_topic,
+        edits=tuple(args.edits),
+        edit_weight=args.edit_weight,
+        members=args.members,
+        prefix_head=not args.no_prefix_head,
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,

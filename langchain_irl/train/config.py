@@ -15,6 +15,8 @@ from langchain_irl.reward_model.rendering import PromptFormat
 Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
 CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
 Device = Literal["auto", "cpu", "cuda"]
+# At and around speculative rejection's default checkpoints (16, 32, 64, 128 tokens).
+PREFIX_TOKENS = (8, 16, 24, 32, 48, 64, 96, 128)
 
 
 class FineTuneConfig(BaseModel):
@@ -73,6 +75,17 @@ class TrainConfig(BaseModel):
     demonstration repeated, shuffled, cut to half, stripped of punctuation. Empty: none."""
     edit_weight: float = Field(default=1.0, ge=0)
     """Weight of the edit ranking term beside the objective (see `train.losses`)."""
+    members: int = Field(default=1, ge=1, le=32)
+    """Heads in the reward's ensemble: the trained head and `members - 1` more, each fit on
+    the final features over a random 80% of the training inputs. The reward is their mean; their
+    spread feeds `selection="conservative"`."""
+    prefix_head: bool = True
+    """Also train the prefix head (`prefix_head.onnx`): the whole output's reward predicted from
+    its first tokens, for speculative rejection."""
+    prefix_tokens: tuple[int, ...] = PREFIX_TOKENS
+    """Prefix lengths (tokens written, one word each) the prefix head learns from."""
+    prefix_outputs: int = Field(default=3000, ge=1)
+    """Training outputs (a fixed random sample) whose prefixes the prefix head learns from."""
     quantize: bool = True
     validation_share: float = Field(default=0.15, ge=0, lt=1)
     seed: int = 0

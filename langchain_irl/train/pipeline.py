@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from tqdm.auto import tqdm
 
+from langchain_irl.data.edits import edited_copies
 from langchain_irl.data.formats import Example, check_matched
 from langchain_irl.evaluation.metrics import reward_metrics, spearman
 from langchain_irl.evaluation.report import matching_accuracy
@@ -26,12 +27,14 @@ from langchain_irl.reward_model.card import (
     DEMOS_FILE,
     ENCODER_FILE,
     HEAD_FILE,
+    PREFIX_HEAD_FILE,
     TOKENIZER_FILE,
     Architecture,
     Calibration,
     EncoderInfo,
     HeadInfo,
     ModelCard,
+    PrefixHeadInfo,
 )
 from langchain_irl.reward_model.encoder import OnnxEncoder, TextReader, Truncation
 from langchain_irl.reward_model.model import RewardModel, candidate_features
@@ -54,6 +57,7 @@ from langchain_irl.train.head_training import (
     train_head,
 )
 from langchain_irl.train.objectives import OBJECTIVES
+from langchain_irl.train.prefix import Prefixes, fit_prefix_head, prefixes_of
 from langchain_irl.train.supervised import supervised_head
 
 logger = logging.getLogger(__name__)
@@ -78,8 +82,15 @@ class EncodedSet:
     token_counts: np.ndarray
     is_demo: np.ndarray
     gold: np.ndarray
+    source: np.ndarray | None = None
+    """For an edited copy of a demonstration, that demonstration's index (-1: an original)."""
 
     def subset(self, mask: np.ndarray) -> EncodedSet:
+        source = None
+        if self.source is not None:  # renumbered: a copy and its demonstration share an input
+            position = np.cumsum(mask) - 1
+            kept = self.source[mask]
+            source = np.where(kept >= 0, position[np.maximum(kept, 0)], -1)
         return EncodedSet(
             self.prompts,
             self.prompt_embeddings,
@@ -89,6 +100,30 @@ class EncodedSet:
             self.token_counts[mask],
             self.is_demo[mask],
             self.gold[mask],
+            source,
+        )
+
+    @property
+    def is_sample(self) -> np.ndarray:
+        """Policy samples: neither demonstrations nor edited copies of them."""
+        copies = np.zeros(len(self.texts), bool) if self.source is None else self.source >= 0
+        return ~self.is_demo & ~copies
+
+    def with_copies(
+        self, source: np.ndarray, texts: list[str], embeddings: np.ndarray, counts: np.ndarray
+    ) -> EncodedSet:
+        """These records and edited copies of their demonstrations (`source`: which one)."""
+        own = np.full(len(self.texts), -1) if self.source is None else self.source
+        return EncodedSet(
+            self.prompts,
+            self.prompt_embeddings,
+            [*self.texts, *texts],
+            np.concatenate([self.groups, self.groups[source]]),
+            np.concatenate([self.embeddings, embeddings]),
+            np.concatenate([self.token_counts, counts]),
+            np.concatenate([self.is_demo, np.zeros(len(texts), bool)]),
+            np.concatenate([self.gold, np.full(len(texts), np.nan)]),
+            np.concatenate([own, source]),
         )
 
     @property
@@ -120,13 +155,11 @@ def encode_examples(
     index = {prompt: i for i, prompt in enumerate(prompts)}
     texts = [record.output for record in records]
     groups = np.array([index[p] for p in rendered], dtype=np.int64)
-    if architecture == "cross-encoder":
-        embeddings, token_counts = _encode_pairs(encoder, prompts, groups, texts, prompt_keeps)
-        prompt_embeddings = None
-    else:
-        prompt_embeddings, embeddings, token_counts = _encode_apart(
-            encoder, prompts, texts, prompt_keeps, candidate_chunks, batch_size
-        )
+    reading = Reading(architecture, prompt_keeps, candidate_chunks, batch_size)
+    prompt_embeddings = None
+    if architecture != "cross-encoder":
+        prompt_embeddings, _ = encoder.encode(prompts, keep=prompt_keeps)
+    embeddings, token_counts = embed_outputs(encoder, reading, prompts, groups, texts)
     return EncodedSet(
         prompts=prompts,
         prompt_embeddings=prompt_embeddings,
@@ -139,51 +172,48 @@ def encode_examples(
     )
 
 
-def _encode_pairs(
+@dataclass(frozen=True)
+class Reading:
+    """How outputs are read: apart from their input (in `chunks` windows) or with it."""
+
+    architecture: Architecture = "bi-encoder"
+    prompt_keeps: Truncation = "start"
+    chunks: int = 1
+    batch_size: int = 512
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Reading:
+        return cls(config.architecture, config.prompt_reading, config.candidate_chunks)
+
+
+def embed_outputs(
     encoder: OnnxEncoder | CachedEncoder,
-    prompts: list[str],
+    reading: Reading,
+    prompts: Sequence[str],
     groups: np.ndarray,
-    texts: list[str],
-    prompt_keeps: Truncation,
+    texts: Sequence[str],
+    what: str = "outputs",
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and tokens read of `texts[i]`, an output of `prompts[groups[i]]`: a
+    bi-encoder's alone, a cross-encoder's with its input."""
     embeddings = np.empty((len(texts), encoder.dim), dtype=np.float32)
     counts = np.empty(len(texts), dtype=np.int64)
-    with tqdm(total=len(texts), desc="embedding pairs", unit="pair") as bar:
-        for group, prompt in enumerate(prompts):
-            (members,) = np.nonzero(groups == group)
-            embeddings[members], counts[members] = encoder.encode_pairs(
-                prompt, [texts[i] for i in members], keep=prompt_keeps
-            )
-            bar.update(len(members))
-    return embeddings, counts
-
-
-def _encode_apart(
-    encoder: OnnxEncoder | CachedEncoder,
-    prompts: list[str],
-    texts: list[str],
-    prompt_keeps: Truncation,
-    candidate_chunks: int,
-    batch_size: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with tqdm(total=len(prompts) + len(texts), desc="embedding", unit="text") as bar:
-
-        def encode(
-            batch: list[str], keep: Truncation, chunks: int
-        ) -> tuple[np.ndarray, np.ndarray]:
-            embeddings = np.empty((len(batch), encoder.dim), dtype=np.float32)
-            counts = np.empty(len(batch), dtype=np.int64)
-            for start in range(0, len(batch), batch_size):
-                part = slice(start, start + batch_size)
-                embeddings[part], counts[part] = encoder.encode(
-                    batch[part], keep=keep, chunks=chunks
+    with tqdm(total=len(texts), desc=f"embedding {what}", unit="text") as bar:
+        if reading.architecture == "cross-encoder":
+            for group in np.unique(groups):
+                (members,) = np.nonzero(groups == group)
+                embeddings[members], counts[members] = encoder.encode_pairs(
+                    prompts[int(group)], [texts[i] for i in members], keep=reading.prompt_keeps
                 )
-                bar.update(len(batch[part]))
+                bar.update(len(members))
             return embeddings, counts
-
-        prompt_embeddings, _ = encode(prompts, prompt_keeps, 1)
-        embeddings, token_counts = encode(texts, "start", candidate_chunks)
-    return prompt_embeddings, embeddings, token_counts
+        for start in range(0, len(texts), reading.batch_size):
+            part = slice(start, start + reading.batch_size)
+            embeddings[part], counts[part] = encoder.encode(
+                list(texts[part]), keep="start", chunks=reading.chunks
+            )
+            bar.update(len(texts[part]))
+    return embeddings, counts
 
 
 def validation_mask(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -202,7 +232,7 @@ def train(
 
     Each stage below takes what it needs and returns what the later ones read."""
     _check_data(demos, samples)  # before seconds of loading and exporting the encoder
-    head_info = HeadInfo(kind=config.architecture, hidden=config.hidden)
+    head_info = HeadInfo(kind=config.architecture, hidden=config.hidden, members=config.members)
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
         work = Path(tmp)
         encoder = export_base_encoder(work, config)
@@ -214,17 +244,19 @@ def train(
             encoder, fine_tune_report = tuned.encoder, tuned.report
             encoded = encode_and_split(encoder, demos, samples, config)  # by the tuned encoder
             layers = rescale_head(tuned.layers, encoded.training_groups, head_info)
+        members = [layers, *more_members(encoded.training_groups, head_info, config)]
+        prefix = fit_prefix(encoder, encoded, members, head_info, config)
         _warn_if_few_validation_inputs(encoded.validation_inputs)
         summary = training_summary(demos, samples, config, encoded, fine_tune_report)
-        card = _draft_card(out_dir, config, encoder.info, head_info, summary)
+        card = _draft_card(out_dir, config, encoder.info, head_info, summary, prefix)
         files = {
             TOKENIZER_FILE: encoder.tokenizer_path,
-            **export_heads(work, layers, encoder.info, head_info),
+            **export_heads(work, members, prefix, encoder.info, head_info),
             **write_demonstrations(work, encoded.train, encoder, config),
         }
-        reference = head_forward(layers, encoded.valid.phi(head_info.features))
+        reference = ensemble_rewards(members, encoded.valid.phi(head_info.features))
         staging = Staging(work, card, files, encoded.valid, reference)
-        shipped = verified_export(staging, encoder)
+        shipped = verified_export(staging, encoder, prefix)
         if config.quantize:
             shipped = quantized_if_ranking_kept(staging, shipped, encoder)
         metrics = held_out_metrics(shipped, encoded, head_info, config)
@@ -340,22 +372,38 @@ def encode_and_split(
     return EncodedSplit(
         train=train_set,
         valid=data.subset(valid),
-        training_groups=build_training_groups(train_set),
+        training_groups=build_training_groups(train_set, encoder, config),
         inputs=len(data.prompts),
         validation_inputs=len(np.unique(data.groups[valid])),
     )
 
 
-def build_training_groups(train_set: EncodedSet) -> EncodedSet:
+def build_training_groups(
+    train_set: EncodedSet, encoder: ExportedEncoder, config: TrainConfig
+) -> EncodedSet:
     """The candidate groups the head and fine-tuning learn from: each training input's
-    demonstrations and policy samples. Extra negatives (edited copies of demonstrations) belong
-    here, embedded by the same export, so that they are re-embedded after fine-tuning."""
-    return train_set
+    demonstrations and policy samples, and the edited copies of each demonstration
+    (`config.edits`), embedded by the same export, so that fine-tuning re-embeds them too."""
+    if not config.edits:
+        return train_set
+    demos = np.flatnonzero(train_set.is_demo)
+    copies = edited_copies([train_set.texts[i] for i in demos], config.edits, config.seed)
+    source = demos[np.array([index for index, _, _ in copies], dtype=np.int64)]
+    texts = [text for _, _, text in copies]
+    embeddings, counts = embed_outputs(
+        encoder.runtime(config),
+        Reading.of(config),
+        train_set.prompts,
+        train_set.groups[source],
+        texts,
+        "edited copies",
+    )
+    return train_set.with_copies(source, texts, embeddings, counts)
 
 
 def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> list[Layer]:
     """The head's layers on frozen features, by the configured objective."""
-    if config.objective in OBJECTIVES:
+    if config.objective in OBJECTIVES:  # closed form: edited copies count as negatives
         phi = records.phi(head_info.features)
         return OBJECTIVES[config.objective](phi[records.is_demo], phi[~records.is_demo])
     data = CandidateFeatures.of(
@@ -372,6 +420,8 @@ def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> l
         config.objective,
         hidden=config.hidden,
         off_topic=off_topic,
+        source=records.source,
+        edit_weight=config.edit_weight,
         seed=config.seed,
     )
 
@@ -402,6 +452,8 @@ def fine_tune_encoder(
         config.objective,
         config.fine_tune,
         off_topic=config.off_topic,
+        source=records.source,
+        edit_weight=config.edit_weight,
         seed=config.seed,
     )
     onnx_path = work / "fine-tuned.onnx"
@@ -422,8 +474,121 @@ def fine_tune_encoder(
 def rescale_head(layers: list[Layer], records: EncodedSet, head_info: HeadInfo) -> list[Layer]:
     """The head rescaled so that policy samples' rewards are standardised on `records`'
     features (fine-tuning moved them)."""
-    phi_samples = records.phi(head_info.features)[~records.is_demo]
+    phi_samples = records.phi(head_info.features)[records.is_sample]
     return standardised_layers(RewardHead.from_layers(layers), phi_samples)
+
+
+def more_members(
+    records: EncodedSet, head_info: HeadInfo, config: TrainConfig
+) -> list[list[Layer]]:
+    """The ensemble's other `config.members - 1` heads, each fit on the final features of a
+    random 80% of the training inputs (its own seed): members that saw different data disagree
+    where the data leaves the reward unsure."""
+    rng = np.random.default_rng([config.seed, 1])
+    inputs = np.unique(records.groups)
+    members = []
+    for member in range(1, config.members):
+        chosen = rng.choice(inputs, size=max(1, round(0.8 * len(inputs))), replace=False)
+        resampled = records.subset(np.isin(records.groups, chosen))
+        seeded = config.model_copy(update={"seed": config.seed + member})
+        members.append(fit_head(resampled, head_info, seeded))
+    return members
+
+
+def ensemble_rewards(members: Sequence[Sequence[Layer]], phi: np.ndarray) -> np.ndarray:
+    """The reward as the head graph computes it: the members' mean."""
+    if len(members) == 1:
+        return head_forward(members[0], phi)
+    return np.mean([head_forward(layers, phi) for layers in members], axis=0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PrefixFit:
+    """The prefix head, its card entry, and (prompt, prefix, expected score) to verify the
+    exported graph against."""
+
+    layers: list[Layer]
+    info: PrefixHeadInfo
+    check: tuple[list[str], list[str], np.ndarray]
+
+
+def fit_prefix(
+    encoder: ExportedEncoder,
+    encoded: EncodedSplit,
+    members: Sequence[Sequence[Layer]],
+    head_info: HeadInfo,
+    config: TrainConfig,
+) -> PrefixFit | None:
+    """The prefix head (`train.prefix`), distilled from the reward's scores of whole training
+    outputs, and its held-out Spearman correlation with the whole output's reward per prefix
+    length, beside the reward's own on the same prefixes. None when not configured, or when no
+    training output is longer than the shortest prefix."""
+    if not config.prefix_head:
+        return None
+    runtime, reading = encoder.runtime(config), Reading.of(config)
+
+    def prefixes(records: EncodedSet, seed: int) -> tuple[Prefixes, np.ndarray, np.ndarray]:
+        """Prefixes of a fixed sample of `records`' outputs, their phi, and their sources'."""
+        chosen = np.flatnonzero(records.is_demo | records.is_sample)
+        if len(chosen) > config.prefix_outputs:
+            rng = np.random.default_rng([config.seed, seed])
+            chosen = np.sort(rng.choice(chosen, size=config.prefix_outputs, replace=False))
+        cut = prefixes_of([records.texts[i] for i in chosen], config.prefix_tokens)
+        sources = chosen[cut.source]
+        groups = records.groups[sources]
+        embeddings, counts = embed_outputs(
+            runtime, reading, records.prompts, groups, cut.texts, "prefixes"
+        )
+        prompts = records.prompt_embeddings
+        phi = head_features(
+            None if prompts is None else prompts[groups],
+            embeddings,
+            candidate_features(counts, head_info.features),
+        )
+        return cut, phi, sources
+
+    train_set = encoded.training_groups
+    cut, phi, sources = prefixes(train_set, 2)
+    if not cut.texts:
+        shortest = min(config.prefix_tokens)
+        logger.warning("no training output is longer than %d tokens: no prefix head", shortest)
+        return None
+    whole = ensemble_rewards(members, train_set.phi(head_info.features))
+    layers = fit_prefix_head(
+        phi, whole[sources], train_set.groups[sources], hidden=config.hidden, seed=config.seed
+    )
+    valid = encoded.valid
+    cut, phi, sources = prefixes(valid, 3)
+    whole = ensemble_rewards(members, valid.phi(head_info.features))[sources]
+    predicted, as_whole = head_forward(layers, phi), ensemble_rewards(members, phi)
+    spearmans: dict[str, float] = {}
+    for tokens in config.prefix_tokens:
+        at = cut.tokens == tokens
+        for name, scores in ((f"{tokens}", predicted), (f"reward@{tokens}", as_whole)):
+            value = _within_input_spearman(scores[at], whole[at], valid.groups[sources][at])
+            if value is not None:
+                spearmans[name] = value
+    info = PrefixHeadInfo(tokens=config.prefix_tokens, hidden=config.hidden, spearman=spearmans)
+    shown = slice(0, 32)
+    check = (
+        [valid.prompts[g] for g in valid.groups[sources][shown]],
+        cut.texts[shown],
+        predicted[shown],
+    )
+    return PrefixFit(layers, info, check)
+
+
+def _within_input_spearman(
+    scores: np.ndarray, whole: np.ndarray, groups: np.ndarray
+) -> float | None:
+    """Mean over inputs (with 3 or more prefixes) of the Spearman correlation of prefix scores
+    with the whole outputs' rewards; None without such an input."""
+    within = [
+        spearman(scores[groups == g], whole[groups == g])
+        for g in np.unique(groups)
+        if (groups == g).sum() >= 3
+    ]
+    return float(np.mean(within)) if within else None
 
 
 def _warn_if_few_validation_inputs(validation_inputs: int) -> None:
@@ -457,6 +622,13 @@ def training_summary(
     }
     if fine_tune_report is not None:
         summary["fine_tune"] = fine_tune_report
+    if config.edits:
+        copies = encoded.training_groups.source
+        summary["edits"] = {
+            "names": list(config.edits),
+            "weight": config.edit_weight,
+            "copies": int((copies >= 0).sum()) if copies is not None else 0,
+        }
     return summary
 
 
@@ -466,6 +638,7 @@ def _draft_card(
     encoder_info: EncoderInfo,
     head_info: HeadInfo,
     summary: dict[str, object],
+    prefix: PrefixFit | None,
 ) -> ModelCard:
     """The card before verification: no files, metrics or calibration yet."""
     return ModelCard(
@@ -479,18 +652,26 @@ def _draft_card(
         candidate_chunks=config.candidate_chunks,
         objective=config.objective,
         training_data=summary,
+        prefix_head=None if prefix is None else prefix.info,
     )
 
 
 def export_heads(
-    work: Path, layers: list[Layer], encoder_info: EncoderInfo, head_info: HeadInfo
+    work: Path,
+    members: Sequence[Sequence[Layer]],
+    prefix: PrefixFit | None,
+    encoder_info: EncoderInfo,
+    head_info: HeadInfo,
 ) -> dict[str, Path]:
-    """The head graphs, by their file name in the folder. Extra heads (a prefix head) are
-    exported here too: every file returned is staged, verified by loading, and shipped."""
-    path = work / HEAD_FILE
-    graph = build_head([layers], encoder_info.dim, len(head_info.features), head_info.kind)
-    onnx.save(graph, path)
-    return {HEAD_FILE: path}
+    """The head graphs (the reward's members, and the prefix head if any), by their file name
+    in the folder: every file returned is staged, verified by loading, and shipped."""
+    heads = {HEAD_FILE: members}
+    if prefix is not None:
+        heads[PREFIX_HEAD_FILE] = [prefix.layers]
+    for name, layers in heads.items():
+        graph = build_head(layers, encoder_info.dim, len(head_info.features), head_info.kind)
+        onnx.save(graph, work / name)
+    return {name: work / name for name in heads}
 
 
 def write_demonstrations(
@@ -523,13 +704,26 @@ def write_demonstrations(
     return {DEMOS_FILE: work / DEMOS_FILE, DEMO_EMBEDDINGS_FILE: work / DEMO_EMBEDDINGS_FILE}
 
 
-def verified_export(staging: Staging, encoder: ExportedEncoder) -> Shipped:
-    """The fp32 folder, once the runtime scores the validation records as training did."""
+def verified_export(
+    staging: Staging, encoder: ExportedEncoder, prefix: PrefixFit | None = None
+) -> Shipped:
+    """The fp32 folder, once the runtime scores the validation records (and prefixes) as
+    training did."""
     shipped = staging.load("fp32", encoder.onnx_path, encoder.info)
-    if not np.allclose(shipped.rewards, staging.reference, atol=1e-3):
-        worst = float(np.abs(shipped.rewards - staging.reference).max())
-        raise RuntimeError(f"exported model disagrees with training (max |diff| {worst:.2e})")
+    _check_agreement("exported model", shipped.rewards, staging.reference)
+    if prefix is not None:
+        check = prefix.check
+        runtime = np.array(
+            [shipped.model.score_prefixes(p, [t])[0] for p, t in zip(*check[:2], strict=True)]
+        )
+        _check_agreement("exported prefix head", runtime, check[2])
     return shipped
+
+
+def _check_agreement(what: str, runtime: np.ndarray, reference: np.ndarray) -> None:
+    if not np.allclose(runtime, reference, atol=1e-3):
+        worst = float(np.abs(runtime - reference).max())
+        raise RuntimeError(f"{what} disagrees with training (max |diff| {worst:.2e})")
 
 
 def quantized_if_ranking_kept(staging: Staging, fp32: Shipped, encoder: ExportedEncoder) -> Shipped:

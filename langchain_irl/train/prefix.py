@@ -19,13 +19,12 @@ import torch
 from tqdm.auto import tqdm
 
 from langchain_irl.data.edits import first_words
+from langchain_irl.train.config import PREFIX_TOKENS
 from langchain_irl.train.head import Layer
 from langchain_irl.train.head_training import RewardHead
 
 logger = logging.getLogger(__name__)
 
-# Prefix lengths (streamed tokens) trained on: at and around speculative rejection's checkpoints.
-PREFIX_TOKENS = (8, 16, 24, 32, 48, 64, 96, 128)
 
 
 @dataclass(frozen=True)
