@@ -281,7 +281,7 @@ def _split(
 
 def _check_run(records: Path, base: str | Path, reward: RewardModel, config: DistillConfig) -> None:
     """A folder being resumed was started with this base, reward and configuration (only the
-    number of rounds may grow); a new one records them."""
+    number of rounds may grow, and the device change); a new one records them."""
     path = records / "run.json"
     run: dict[str, Any] = {
         "base": str(base),
@@ -293,7 +293,7 @@ def _check_run(records: Path, base: str | Path, reward: RewardModel, config: Dis
         return
     started = json.loads(path.read_text("utf-8"))
     changed = _differing(started, run) + _differing(started["config"], run["config"])
-    changed = [key for key in changed if key not in ("config", "rounds")]
+    changed = [key for key in changed if key not in ("config", "rounds", "device")]
     if changed:
         raise ValueError(
             f"{records.parent}: was started with other settings ({', '.join(changed)}); "
