@@ -1,10 +1,12 @@
 """Does a reward trained on whole answers judge their beginnings? (speculative rejection's premise)
 
 For AlpacaEval instructions the bundled `helpful` model never saw, every judged answer is scored
-whole and cut to its first t tokens (whitespace words, as the loopback server streams them). Per
-instruction: the Spearman correlation of the prefix score with the whole answer's score, and how
-often the whole answer that scores best is still in the top half by its prefix (what a checkpoint
-that keeps half would keep). Prints a table, saves the curve as a PNG.
+whole and cut to its first t tokens (whitespace words, as the loopback server streams them). Each
+prefix is judged by the reward itself (as if it were a whole answer) and, where the folder has
+one, by its prefix head. Per instruction: the Spearman correlation of the prefix's score with the
+whole answer's reward, and how often the whole answer that scores best is still in the top half
+by its prefix (what a checkpoint that keeps half would keep). Prints a table, saves the curves as
+a PNG.
 
     python benchmarks/prefix_rewards.py [--instructions 40] [--plot models/prefix_rewards.png]
 """
@@ -19,15 +21,12 @@ import numpy as np
 
 from langchain_irl import RewardModel
 from langchain_irl.data.converters import alpaca_eval, held_out, read_alpaca_eval
+from langchain_irl.data.edits import first_words
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.plots import line_plot
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIXES = (16, 32, 64, 128)
-
-
-def prefix(text: str, tokens: int) -> str:
-    return " ".join(text.split(" ")[:tokens])
 
 
 def main() -> None:
@@ -46,34 +45,44 @@ def main() -> None:
     for example in judged:
         by_prompt.setdefault(str(example.input), []).append(example.output)
 
-    correlations: dict[int, list[float]] = {t: [] for t in PREFIXES}
-    winner_kept: dict[int, list[bool]] = {t: [] for t in PREFIXES}
+    # Each judge of a prefix: the reward scoring it as a whole answer, and the prefix head.
+    judges = {"reward": model.score}
+    if model.card.prefix_head is not None:
+        judges["prefix head"] = model.score_prefixes
+    correlations = {(j, t): [] for j in judges for t in PREFIXES}
+    winner_kept = {(j, t): [] for j in judges for t in PREFIXES}
     for prompt, answers in by_prompt.items():
         whole = model.score(prompt, answers)
         best = int(np.argmax(whole))
         for t in PREFIXES:
-            partial = model.score(prompt, [prefix(a, t) for a in answers])
-            correlations[t].append(spearman(partial, whole))
-            top_half = np.argsort(-partial, kind="stable")[: (len(answers) + 1) // 2]
-            winner_kept[t].append(best in top_half)
+            prefixes = [first_words(a, t) for a in answers]
+            for judge, score in judges.items():
+                partial = score(prompt, prefixes)
+                correlations[judge, t].append(spearman(partial, whole))
+                top_half = np.argsort(-partial, kind="stable")[: (len(answers) + 1) // 2]
+                winner_kept[judge, t].append(best in top_half)
 
     print(f"{len(by_prompt)} held-out instructions, {len(judged)} judged answers, {model.name}")
-    print(f"{'first t tokens':>15} {'Spearman with whole':>20} {'best kept by top half':>22}")
+    header = ("first t tokens", "judge", "Spearman with whole", "best kept by top half")
+    print(f"{header[0]:>15} {header[1]:>12} {header[2]:>20} {header[3]:>22}")
     for t in PREFIXES:
-        print(f"{t:>15} {np.mean(correlations[t]):>20.3f} {np.mean(winner_kept[t]):>22.1%}")
+        for judge in judges:
+            spearman_t, kept_t = np.mean(correlations[judge, t]), np.mean(winner_kept[judge, t])
+            print(f"{t:>15} {judge:>12} {spearman_t:>20.3f} {kept_t:>22.1%}")
+    series = {}
+    for judge in judges:
+        series[f"{judge}: Spearman(prefix score, whole score)"] = (
+            list(PREFIXES),
+            [float(np.mean(correlations[judge, t])) for t in PREFIXES],
+        )
+        series[f"{judge}: whole-answer winner in the prefix top half"] = (
+            list(PREFIXES),
+            [float(np.mean(winner_kept[judge, t])) for t in PREFIXES],
+        )
     line_plot(
-        {
-            "Spearman(prefix score, whole score)": (
-                list(PREFIXES),
-                [float(np.mean(correlations[t])) for t in PREFIXES],
-            ),
-            "whole-answer winner in the prefix top half": (
-                list(PREFIXES),
-                [float(np.mean(winner_kept[t])) for t in PREFIXES],
-            ),
-        },
+        series,
         args.plot,
-        f"{model.name}: scoring the first t tokens of AlpacaEval answers",
+        f"{model.name}: judging the first t tokens of AlpacaEval answers",
         "t (tokens written)",
         "per instruction, mean",
     )

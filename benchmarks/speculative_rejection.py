@@ -57,6 +57,7 @@ class Measured:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
+    parser.add_argument("--model", default="helpful", help="a bundled name or a folder")
     parser.add_argument("--instructions", type=int, default=24)
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--token-rates", type=float, nargs="+", default=[100.0, 400.0])
@@ -80,7 +81,7 @@ def main() -> None:
         for text, judge_win in outputs.values()
     }
     pools = {prompt: [text for text, _ in outputs.values()] for prompt, outputs in served.items()}
-    reward_model = RewardModel.load("helpful")
+    reward_model = RewardModel.load(args.model)
     first, last = args.first_token
 
     tables: dict[float, dict[str, Measured]] = {}
@@ -194,7 +195,7 @@ def _lockstep_ideal(
             if len(alive) <= schedule.min_survivors or not writing:
                 break
             prefixes = [" ".join(words[i][:checkpoint]) for i in writing]
-            rewards = scorer.score_candidates(prefixes).rewards
+            rewards = scorer.score_prefixes(prefixes)  # the prefix head, where the folder has one
             keep = max(
                 schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))
             )

@@ -11,6 +11,8 @@ EXTRAS = {
     "agents": "agent middleware (langchain)",
     "train": "training (torch, transformers, onnx); install the CPU build of torch first, see "
     "the README",
+    "policy": "policy training (trl, peft, accelerate, gguf) beside [train]; install the CPU "
+    "build of torch first, see the README",
     "ray": "Ray Data jobs (ray[data])",
     "dspy": "the reward as a DSPy metric (dspy)",
 }

@@ -19,6 +19,7 @@ from langchain_irl.cli.options import (
     endpoint,
     endpoint_options,
     positive,
+    read_prompt,
     read_rows,
     share,
 )
@@ -195,9 +196,7 @@ def _require_training() -> None:
 
 def _prompt(args: argparse.Namespace) -> Any:
     """The prompt --prompt or --system gives, read as `optimize` reads its baseline."""
-    from langchain_irl.cli.optimize import _baseline
-
-    return _baseline(args)
+    return read_prompt(args)
 
 
 def _chat_model(args: argparse.Namespace) -> Any:

@@ -22,11 +22,12 @@ from langchain_irl.cli.options import (
     endpoint,
     endpoint_options,
     positive,
+    read_prompt,
     read_rows,
 )
 
 if TYPE_CHECKING:
-    from langchain_core.prompts import ChatPromptTemplate
+    pass
 
 
 def add_parser(commands: Any) -> None:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     from langchain_irl.reward_model.model import RewardModel
 
     check_outputs(files=[args.out, args.log])
-    prompt = _baseline(args)
+    prompt = read_prompt(args)
     variables = sorted(prompt.input_variables)
     inputs = read_rows(args.inputs, variables, "inputs")
     validation = read_rows(args.validation, variables, "inputs") if args.validation else None
@@ -136,40 +137,6 @@ def _in_option_terms(message: str, args: argparse.Namespace) -> str:
         files += [f"--validation {args.validation}"] if args.validation else []
         return f"{', '.join(files)}: {message}"
     return message
-
-
-def _baseline(args: argparse.Namespace) -> ChatPromptTemplate:
-    """The prompt --prompt or --system gives."""
-    from langchain_irl.data.jsonl import DataFileError
-    from langchain_irl.optimize import load_prompt
-
-    if args.system is not None:
-        return instruction_prompt(args.system, "--system")
-    path: Path = args.prompt
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
-    if path.suffix == ".json":
-        return load_prompt(path)
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{path}: unreadable ({exc})") from exc
-    return instruction_prompt(text, str(path))
-
-
-def instruction_prompt(text: str, source: str) -> ChatPromptTemplate:
-    """A plain-text instruction as a prompt: the system message (its braces are text, not
-    variables), then the input's `input` as the user message."""
-    from langchain_core.prompts import ChatPromptTemplate, SystemMessagePromptTemplate
-
-    from langchain_irl.data.jsonl import DataFileError
-
-    if not text.strip():
-        raise DataFileError(f"{source}: an empty instruction")
-    escaped = text.strip().replace("{", "{{").replace("}", "}}")
-    return ChatPromptTemplate.from_messages(
-        [SystemMessagePromptTemplate.from_template(escaped), ("human", "{input}")]
-    )
 
 
 def _check_log(path: Path | None) -> None:

@@ -8,7 +8,10 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_core.prompts import ChatPromptTemplate
 
 ENCODER_HELP = (
     "a local Hugging Face model folder (config.json, weights, tokenizer), e.g. a sentence "
@@ -256,3 +259,38 @@ def load_examples(args: argparse.Namespace) -> tuple[list, list]:
     samples = read_examples(args.samples, skip_invalid=skip)
     check_matched(demos, samples, args.demos, args.samples)
     return demos, samples
+
+
+def read_prompt(args: argparse.Namespace) -> ChatPromptTemplate:
+    """The prompt `--prompt` (langchain-core JSON, or a plain-text instruction) or `--system`
+    gives."""
+    from langchain_irl.data.jsonl import DataFileError
+    from langchain_irl.optimize import load_prompt
+
+    if args.system is not None:
+        return instruction_prompt(args.system, "--system")
+    path: Path = args.prompt
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    if path.suffix == ".json":
+        return load_prompt(path)
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: unreadable ({exc})") from exc
+    return instruction_prompt(text, str(path))
+
+
+def instruction_prompt(text: str, source: str) -> ChatPromptTemplate:
+    """A plain-text instruction as a prompt: the system message (its braces are text, not
+    variables), then the input's `input` as the user message."""
+    from langchain_core.prompts import ChatPromptTemplate, SystemMessagePromptTemplate
+
+    from langchain_irl.data.jsonl import DataFileError
+
+    if not text.strip():
+        raise DataFileError(f"{source}: an empty instruction")
+    escaped = text.strip().replace("{", "{{").replace("}", "}}")
+    return ChatPromptTemplate.from_messages(
+        [SystemMessagePromptTemplate.from_template(escaped), ("human", "{input}")]
+    )

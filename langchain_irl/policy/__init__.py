@@ -16,8 +16,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from langchain_irl.extras import EXTRAS
-
 if TYPE_CHECKING:
     from langchain_irl.policy.chat import TransformersChat, load_causal_lm
     from langchain_irl.policy.distillation import (
@@ -33,13 +31,6 @@ if TYPE_CHECKING:
     )
     from langchain_irl.policy.rewards import TRLReward
     from langchain_irl.policy.training import LoraTraining
-
-# The extra's line for MissingExtraError, registered here until extras.py lists it itself.
-EXTRAS.setdefault(
-    "policy",
-    "policy training (trl, peft, accelerate, gguf) beside [train]; install the CPU build of "
-    "torch first, see the README",
-)
 
 # Imported on first use: the exports and the reward callable need no torch.
 _EXPORTS = {

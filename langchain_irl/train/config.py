@@ -16,7 +16,7 @@ Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-mat
 CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
 Device = Literal["auto", "cpu", "cuda"]
 # At and around speculative rejection's default checkpoints (16, 32, 64, 128 tokens).
-PREFIX_TOKENS = (8, 16, 24, 32, 48, 64, 96, 128)
+PREFIX_TOKENS = (8, 16, 32, 64, 128)
 
 
 class FineTuneConfig(BaseModel):
@@ -84,7 +84,7 @@ class TrainConfig(BaseModel):
     its first tokens, for speculative rejection."""
     prefix_tokens: tuple[int, ...] = PREFIX_TOKENS
     """Prefix lengths (tokens written, one word each) the prefix head learns from."""
-    prefix_outputs: int = Field(default=3000, ge=1)
+    prefix_outputs: int = Field(default=2000, ge=1)
     """Training outputs (a fixed random sample) whose prefixes the prefix head learns from."""
     quantize: bool = True
     validation_share: float = Field(default=0.15, ge=0, lt=1)
