@@ -26,7 +26,6 @@ from langchain_irl.train.head_training import RewardHead
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Prefixes:
     """Beginnings of outputs: `texts[i]` is the first `tokens[i]` of output `source[i]`."""
