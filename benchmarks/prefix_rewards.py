@@ -22,11 +22,12 @@ import numpy as np
 from langchain_irl import RewardModel
 from langchain_irl.data.converters import alpaca_eval, held_out, read_alpaca_eval
 from langchain_irl.data.edits import first_words
+from langchain_irl.engine.options import SpeculativeRejection
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.plots import line_plot
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFIXES = (16, 32, 64, 128)
+PREFIXES = SpeculativeRejection().checkpoints  # the default schedule's
 
 
 def main() -> None:

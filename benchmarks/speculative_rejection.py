@@ -33,6 +33,7 @@ from langchain_openai import ChatOpenAI
 
 from langchain_irl import BestOfN, RewardModel
 from langchain_irl.data.converters import ALPACA_REFERENCE, held_out, read_alpaca_eval
+from langchain_irl.data.edits import first_words
 from langchain_irl.engine.options import SpeculativeRejection
 from langchain_irl.evaluation.plots import line_plot
 from langchain_irl.testing.server import OpenAICompatibleServer
@@ -194,7 +195,7 @@ def _lockstep_ideal(
             writing = [i for i in alive if len(words[i]) > checkpoint]
             if len(alive) <= schedule.min_survivors or not writing:
                 break
-            prefixes = [" ".join(words[i][:checkpoint]) for i in writing]
+            prefixes = [first_words(answers[i], checkpoint) for i in writing]
             rewards = scorer.score_prefixes(prefixes)  # the prefix head, where the folder has one
             keep = max(
                 schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -135,13 +137,12 @@ def test_an_ensemble_head_gives_the_mean_and_each_member() -> None:
 
 def test_conservative_selection_trusts_what_the_members_agree_on() -> None:
     rewards = np.array([1.0, 0.9, 0.2])
-    members = np.array([[3.0, -1.0], [1.0, 0.8], [0.2, 0.2]])  # means 1.0, 0.9, 0.2
+    spread = np.array([[3.0, -1.0], [1.0, 0.8], [0.2, 0.2]]).std(axis=1)  # means 1.0, 0.9, 0.2
     embeddings = np.eye(3)
     assert choose(rewards, embeddings, "argmax") == 0
-    assert choose(rewards, embeddings, "conservative", members=members) == 1
-    assert choose(rewards, embeddings, "conservative", members=members, risk_weight=0.0) == 0
-    single = rewards[:, None]  # one head: no spread, the rule is argmax
-    assert choose(rewards, embeddings, "conservative", members=single) == 0
+    assert choose(rewards, embeddings, "conservative", spread=spread) == 1
+    assert choose(rewards, embeddings, "conservative", spread=spread, risk_weight=0.0) == 0
+    assert choose(rewards, embeddings, "conservative") == 0  # one head: no spread, argmax
 
 
 # -- a trained folder: ensemble members, prefix head, edits in the card ------------------------
@@ -195,6 +196,7 @@ def test_conservative_best_of_n_picks_by_mean_minus_spread(
     members = ensemble.score_members(prompt, meta["candidates"])
     value = members.mean(axis=1) - 2.0 * members.std(axis=1)
     assert message.content == meta["candidates"][int(np.argmax(value))]
+    assert np.argmax(value) != np.argmax(members.mean(axis=1))  # here the rule changes the pick
     np.testing.assert_allclose(meta["spreads"], members.std(axis=1), atol=1e-5)
 
 
@@ -222,7 +224,6 @@ def test_a_folder_without_a_prefix_head_judges_beginnings_by_the_reward(
     )
 
 
-@pytest.mark.filterwarnings(f"ignore:{DUPLICATE_CANDIDATES}:UserWarning")
 def test_speculative_rejection_judges_streams_by_the_prefix_head(ensemble: RewardModel) -> None:
     prompt = "Explain how to make a good cup of coffee at home."
     answers = [
@@ -236,7 +237,9 @@ def test_speculative_rejection_judges_streams_by_the_prefix_head(ensemble: Rewar
             n=4,
             speculative=SpeculativeRejection(checkpoints=(4,), keep=1.0),
         )
-        meta = best.invoke(prompt).response_metadata["best_of_n"]["speculative"]
+        with warnings.catch_warnings():  # the server's random draws may repeat an answer
+            warnings.filterwarnings("ignore", DUPLICATE_CANDIDATES, UserWarning)
+            meta = best.invoke(prompt).response_metadata["best_of_n"]["speculative"]
     for candidate in meta["candidates"]:
         ((tokens, score),) = candidate["prefix_scores"]
         # each stream's first 4 streamed tokens (words), as the prefix head scores them

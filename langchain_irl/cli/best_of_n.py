@@ -37,7 +37,7 @@ def add_parser(commands: Any) -> None:
     )
     best_of_n.add_argument(
         "--selection",
-        choices=get_args(Selection),
+        choices=[rule for rule in get_args(Selection) if rule != "softmax"],  # reproducible
         default="argmax",
         help="how the kept sample is picked: conservative subtracts --risk-weight times the "
         "spread of the reward's ensemble members",

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
     check_outputs(folders=[args.out, args.export_openai])
     if not args.base and not (args.model and args.export_openai):
         raise ValueError("give --base (a model to train), or --model and --export-openai")
-    prompt = _prompt(args)
+    prompt = read_prompt(args)
     variables = sorted(prompt.input_variables)
     inputs = read_rows(args.inputs, variables, "inputs")
     validation = read_rows(args.validation, variables, "inputs") if args.validation else None
@@ -185,18 +185,12 @@ def run(args: argparse.Namespace) -> None:
 def _require_training() -> None:
     """Every package training needs, before any work: one line naming the extra if one is
     missing."""
-    import langchain_irl.policy  # noqa: F401  (registers the [policy] extra's line)
     from langchain_irl.extras import require
 
     for module in ("torch", "transformers"):
         require(module, "langchain-irl distill", "train")
     for module in ("trl", "peft", "accelerate", "datasets"):
         require(module, "langchain-irl distill", "policy")
-
-
-def _prompt(args: argparse.Namespace) -> Any:
-    """The prompt --prompt or --system gives, read as `optimize` reads its baseline."""
-    return read_prompt(args)
 
 
 def _chat_model(args: argparse.Namespace) -> Any:

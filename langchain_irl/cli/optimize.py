@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_irl.cli.options import (
     add_command,
@@ -25,9 +25,6 @@ from langchain_irl.cli.options import (
     read_prompt,
     read_rows,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def add_parser(commands: Any) -> None:

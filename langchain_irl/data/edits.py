@@ -49,6 +49,11 @@ EDITS: dict[str, Edit] = {
 """Every edit by name, in the order the card and the report list them."""
 
 
+def changes(text: str, edited: str) -> bool:
+    """Whether an edit changed the text's words, not just its spacing."""
+    return edited.split() != text.split()
+
+
 def check_edits(names: Sequence[str]) -> tuple[str, ...]:
     """`names` if each is a known edit, else a ValueError that lists the known ones."""
     unknown = [name for name in names if name not in EDITS]
@@ -60,7 +65,8 @@ def check_edits(names: Sequence[str]) -> tuple[str, ...]:
 def edited_copies(
     texts: Sequence[str], names: Sequence[str], seed: int
 ) -> list[tuple[int, str, str]]:
-    """(source index, edit name, edited text) for every text and edit that changes it.
+    """(source index, edit name, edited text) for every text and edit that changes its words
+    (a shuffle that leaves them in place only re-spaces the text: no copy).
 
     Deterministic in `seed`: one generator walks the edits in order, then the texts."""
     rng = np.random.default_rng(seed)
@@ -69,6 +75,6 @@ def edited_copies(
         edit = EDITS[name]
         for index, text in enumerate(texts):
             edited = edit(text, rng)
-            if edited != text:
+            if changes(text, edited):
                 copies.append((index, name, edited))
     return copies

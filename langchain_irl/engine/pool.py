@@ -50,11 +50,11 @@ class Choice:
 
 @dataclass(frozen=True)
 class _Scored:
-    """A distinct text's reward, embedding and ensemble members' rewards."""
+    """A distinct text's reward, embedding and the ensemble members' spread on it."""
 
     reward: float
     embedding: np.ndarray
-    members: np.ndarray
+    spread: float
 
 
 @dataclass
@@ -127,9 +127,9 @@ class CandidatePool:
             assert self._scorer is not None, "call use_scorer before adding candidates"
             scored = self._scorer.score_candidates(new)
             self._scored.update(
-                (text, _Scored(float(reward), embedding, members))
-                for text, reward, embedding, members in zip(
-                    new, scored.rewards, scored.embeddings, scored.members, strict=True
+                (text, _Scored(float(reward), embedding, float(spread)))
+                for text, reward, embedding, spread in zip(
+                    new, scored.rewards, scored.embeddings, scored.spread, strict=True
                 )
             )
         first = messages[0] if messages else None
@@ -182,7 +182,7 @@ class CandidatePool:
             temperature=options.softmax_temperature,
             proximity_weight=options.proximity_weight,
             risk_weight=options.risk_weight,
-            members=np.stack([s.members for s in scored]),
+            spread=np.array([s.spread for s in scored]),
             rng=options.rng(unique),
         )
         chosen = first_index[unique[picked]]
@@ -208,9 +208,7 @@ class CandidatePool:
             "usage_counted_by": usage_counter,
         }
         if reward_model.card.head.members > 1:  # how much the ensemble's members disagreed
-            metadata["spreads"] = [
-                round(float(self._scored[t].members.std()), 6) for t in self.texts
-            ]
+            metadata["spreads"] = [round(self._scored[t].spread, 6) for t in self.texts]
         if reward_model.card.calibration is not None:
             metadata["chosen_percentile"] = reward_model.percentile(self.rewards[chosen])
         if self.options.return_all:

@@ -28,10 +28,11 @@ def choose(
     temperature: float = 1.0,
     proximity_weight: float = 1.0,
     risk_weight: float = 1.0,
-    members: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> int:
-    """The index of the chosen candidate; `members` (n, k): each ensemble member's rewards."""
+    """The index of the chosen candidate; `spread`: the ensemble members' disagreement on each
+    (`CandidateScores.spread`; None: a single head, no spread)."""
     if len(rewards) == 0:
         raise ValueError("no candidates to choose from")
     if rule == "argmax":
@@ -47,8 +48,8 @@ def choose(
         proximity = (similarity.sum(axis=1) - np.diag(similarity)) / (len(rewards) - 1)
         return int(np.argmax(rewards + proximity_weight * proximity))
     if rule == "conservative":
-        spread = np.zeros(len(rewards)) if members is None else members.std(axis=1)
-        return int(np.argmax(rewards - risk_weight * spread))
+        doubt = 0.0 if spread is None else risk_weight * spread
+        return int(np.argmax(rewards - doubt))
     raise ValueError(
         f"unknown selection {rule!r}; use 'argmax', 'softmax', 'regularized' or 'conservative'"
     )

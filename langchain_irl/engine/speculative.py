@@ -62,7 +62,9 @@ class PrefixJudge(Protocol):
 
 
 class RewardJudge:
-    """The reward model's score of a prefix as if it were a whole answer (Sun et al.)."""
+    """The reward model's judgment of a prefix (`RewardModel.score_prefixes`): its prefix head's
+    prediction of the whole answer's reward, or in a folder without one the reward of the prefix
+    as if it were a whole answer (Sun et al.)."""
 
     def __init__(self, scorer: asyncio.Future[PromptScorer]) -> None:
         self.scorer = scorer  # the prompt, encoded while the first streams start

@@ -189,11 +189,21 @@ def _length_leaning(
         scores["gold_length_spearman"] = gold
     leaning = {}
     for name, values in scores.items():
-        within = []
-        for group in np.unique(groups):
-            members = (groups == group) & np.isfinite(values)
-            if members.sum() >= 3 and np.ptp(lengths[members]) > 0:
-                within.append(spearman(values[members], lengths[members].astype(np.float64)))
-        if within:
-            leaning[name] = float(np.mean(within))
+        known = np.isfinite(values)
+        value = within_input_spearman(values[known], lengths[known], groups[known])
+        if value is not None:
+            leaning[name] = value
     return leaning
+
+
+def within_input_spearman(
+    a: np.ndarray, b: np.ndarray, groups: np.ndarray, min_size: int = 3
+) -> float | None:
+    """The Spearman correlation of `a` and `b` within each input (`groups`), averaged over the
+    inputs with at least `min_size` records where both vary; None without such an input."""
+    within = []
+    for group in np.unique(groups):
+        members = groups == group
+        if members.sum() >= min_size and np.ptp(a[members]) > 0 and np.ptp(b[members]) > 0:
+            within.append(spearman(a[members], np.asarray(b[members], dtype=np.float64)))
+    return float(np.mean(within)) if within else None

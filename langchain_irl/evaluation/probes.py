@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from langchain_irl.data.edits import EDITS
-from langchain_irl.evaluation.metrics import spearman
+from langchain_irl.data.edits import EDITS, changes
+from langchain_irl.evaluation.metrics import within_input_spearman
 from langchain_irl.reward_model.attribution import Attribution
 from langchain_irl.reward_model.model import RewardModel
 
@@ -77,15 +77,12 @@ def surface_preferences(
     """Each surface feature's Spearman correlation with the reward within an input (averaged
     over the inputs where it varies, among 3 or more outputs), strongest first; features that
     vary within no input are left out."""
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    members = [m for m in members if len(m) >= 3]
     effects = []
     for name, feature in SURFACE_FEATURES.items():
         values = np.array([feature(text) for text in texts], dtype=np.float64)
-        within = [spearman(rewards[m], values[m]) for m in members if np.ptp(values[m]) > 0]
-        if within:
-            share = float(np.mean(values != 0))
-            effects.append(FeatureEffect(name, float(np.mean(within)), share))
+        within = within_input_spearman(rewards, values, groups)
+        if within is not None:
+            effects.append(FeatureEffect(name, within, float(np.mean(values != 0))))
     return sorted(effects, key=lambda e: -abs(e.spearman))
 
 
@@ -108,7 +105,7 @@ def edit_probes(
     effects = []
     for name, edit in EDITS.items():
         edited = [edit(text, rng) for text in texts]
-        changed = np.array([e != t for e, t in zip(edited, texts, strict=True)])
+        changed = np.array([changes(t, e) for e, t in zip(edited, texts, strict=True)])
         if not changed.any():
             continue
         after = model.score_by_input(

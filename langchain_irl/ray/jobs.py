@@ -107,7 +107,8 @@ def best_of_n_dataset(
     selection: Selection = "argmax",
     risk_weight: float = 1.0,
 ) -> Dataset:
-    """For each prompt row: n samples scored, the best and the worst with their rewards (see
+    """For each prompt row: n samples scored, the `selection` rule's pick (the best by default)
+    and the worst, with their rewards (see
     `BestOfNRecords`; `batch.best_of_n.sft_record` and `pair_record` give TRL's formats)."""
     options = {
         "concurrency": concurrency,

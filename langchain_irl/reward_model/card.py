@@ -63,8 +63,9 @@ class HeadInfo(_Strict):
     features: tuple[Literal["log_tokens"], ...] = ("log_tokens",)
     hidden: tuple[int, ...] = ()
     members: int = Field(default=1, ge=1)
-    """Heads of an ensemble over the same features (trained on bootstrap resamples of the
-    inputs): the reward is their mean, their spread a measure of doubt. 1: a single head."""
+    """Heads of an ensemble over the same features (the trained head, and heads fit on random
+    80% subsets of the training inputs): the reward is their mean, their spread a measure of
+    doubt. 1: a single head."""
 
 
 class PrefixHeadInfo(_Strict):

@@ -77,8 +77,9 @@ class RewardModel:
     """A learned reward r(x, y), loaded from a verified reward-model folder.
 
     A folder holds `encoder.onnx`, `head.onnx`, `tokenizer.json` and `card.json` (with the
-    SHA-256 of every file); loading verifies it and refuses, with the reason, a folder that is
-    incomplete, changed or of another schema. Inference needs onnxruntime, numpy and a
+    SHA-256 of every file), and optionally `prefix_head.onnx` (see `score_prefixes`); loading
+    verifies it and refuses, with the reason, a folder that is incomplete, changed or of another
+    schema. Inference needs onnxruntime, numpy and a
     tokenizer: no torch.
 
     **Setup**
@@ -179,6 +180,12 @@ class RewardModel:
                 prefix_head = make_session(folder / PREFIX_HEAD_FILE, num_threads=1)
         except Exception as exc:  # onnxruntime and tokenizers raise their own error types
             raise ModelFolderError(f"{folder}: could not be loaded: {exc}") from exc
+        outputs = 1 if card.head.members == 1 else 2
+        if len(head.get_outputs()) != outputs:
+            raise ModelFolderError(
+                f"{folder / HEAD_FILE}: {len(head.get_outputs())} output(s), the card's "
+                f"{card.head.members} member(s) need {outputs}"
+            )
         if encoder.dim != card.encoder.dim:
             raise ModelFolderError(
                 f"{folder / ENCODER_FILE}: embeds to {encoder.dim} dimensions, card says "

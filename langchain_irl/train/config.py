@@ -74,7 +74,8 @@ class TrainConfig(BaseModel):
     """Edits (`data.edits`) whose copies of each training demonstration are ranked below it: the
     demonstration repeated, shuffled, cut to half, stripped of punctuation. Empty: none."""
     edit_weight: float = Field(default=1.0, ge=0)
-    """Weight of the edit ranking term beside the objective (see `train.losses`)."""
+    """Weight of the edit ranking term beside the objective (see `train.losses`). A closed-form
+    objective has no such term: it pools the copies with the policy samples as negatives."""
     members: int = Field(default=1, ge=1, le=32)
     """Heads in the reward's ensemble: the trained head and `members - 1` more, each fit on
     the final features over a random 80% of the training inputs. The reward is their mean; their
@@ -131,6 +132,15 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _known_edits(self) -> TrainConfig:
         check_edits(self.edits)
+        return self
+
+    @model_validator(mode="after")
+    def _increasing_prefixes(self) -> TrainConfig:
+        tokens = self.prefix_tokens
+        if self.prefix_head and (
+            not tokens or tokens[0] < 1 or list(tokens) != sorted(set(tokens))
+        ):
+            raise ValueError(f"prefix_tokens must be increasing positive token counts: {tokens}")
         return self
 
     @model_validator(mode="after")

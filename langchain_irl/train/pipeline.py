@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from langchain_irl.data.edits import edited_copies
 from langchain_irl.data.formats import Example, check_matched
-from langchain_irl.evaluation.metrics import reward_metrics, spearman
+from langchain_irl.evaluation.metrics import reward_metrics, spearman, within_input_spearman
 from langchain_irl.evaluation.report import matching_accuracy
 from langchain_irl.reward_model.card import (
     DEMO_EMBEDDINGS_FILE,
@@ -87,7 +87,8 @@ class EncodedSet:
 
     def subset(self, mask: np.ndarray) -> EncodedSet:
         source = None
-        if self.source is not None:  # renumbered: a copy and its demonstration share an input
+        if self.source is not None:  # renumbered; a copy goes with its demonstration
+            mask = mask & ((self.source < 0) | mask[np.maximum(self.source, 0)])
             position = np.cumsum(mask) - 1
             kept = self.source[mask]
             source = np.where(kept >= 0, position[np.maximum(kept, 0)], -1)
@@ -245,6 +246,7 @@ def train(
             encoded = encode_and_split(encoder, demos, samples, config)  # by the tuned encoder
             layers = rescale_head(tuned.layers, encoded.training_groups, head_info)
         members = [layers, *more_members(encoded.training_groups, head_info, config)]
+        members = standardised_members(members, encoded.training_groups, head_info)
         prefix = fit_prefix(encoder, encoded, members, head_info, config)
         _warn_if_few_validation_inputs(encoded.validation_inputs)
         summary = training_summary(demos, samples, config, encoded, fine_tune_report)
@@ -495,6 +497,21 @@ def more_members(
     return members
 
 
+def standardised_members(
+    members: list[list[Layer]], records: EncodedSet, head_info: HeadInfo
+) -> list[list[Layer]]:
+    """The members, their last layers shifted and scaled alike so that the reward (their mean)
+    scores policy samples mean 0, standard deviation 1, as a single head does."""
+    if len(members) == 1:
+        return members
+    rewards = ensemble_rewards(members, records.phi(head_info.features)[records.is_sample])
+    shift, scale = float(rewards.mean()), float(rewards.std()) or 1.0
+    return [
+        [*layers[:-1], (layers[-1][0] / scale, (layers[-1][1] - shift) / scale)]
+        for layers in members
+    ]
+
+
 def ensemble_rewards(members: Sequence[Sequence[Layer]], phi: np.ndarray) -> np.ndarray:
     """The reward as the head graph computes it: the members' mean."""
     if len(members) == 1:
@@ -554,9 +571,8 @@ def fit_prefix(
         logger.warning("no training output is longer than %d tokens: no prefix head", shortest)
         return None
     whole = ensemble_rewards(members, train_set.phi(head_info.features))
-    layers = fit_prefix_head(
-        phi, whole[sources], train_set.groups[sources], hidden=config.hidden, seed=config.seed
-    )
+    cells = train_set.groups[sources] * (max(config.prefix_tokens) + 1) + cut.tokens
+    layers = fit_prefix_head(phi, whole[sources], cells, members[0], seed=config.seed)
     valid = encoded.valid
     cut, phi, sources = prefixes(valid, 3)
     whole = ensemble_rewards(members, valid.phi(head_info.features))[sources]
@@ -565,7 +581,7 @@ def fit_prefix(
     for tokens in config.prefix_tokens:
         at = cut.tokens == tokens
         for name, scores in ((f"{tokens}", predicted), (f"reward@{tokens}", as_whole)):
-            value = _within_input_spearman(scores[at], whole[at], valid.groups[sources][at])
+            value = within_input_spearman(scores[at], whole[at], valid.groups[sources][at])
             if value is not None:
                 spearmans[name] = value
     info = PrefixHeadInfo(tokens=config.prefix_tokens, hidden=config.hidden, spearman=spearmans)
@@ -576,19 +592,6 @@ def fit_prefix(
         predicted[shown],
     )
     return PrefixFit(layers, info, check)
-
-
-def _within_input_spearman(
-    scores: np.ndarray, whole: np.ndarray, groups: np.ndarray
-) -> float | None:
-    """Mean over inputs (with 3 or more prefixes) of the Spearman correlation of prefix scores
-    with the whole outputs' rewards; None without such an input."""
-    within = [
-        spearman(scores[groups == g], whole[groups == g])
-        for g in np.unique(groups)
-        if (groups == g).sum() >= 3
-    ]
-    return float(np.mean(within)) if within else None
 
 
 def _warn_if_few_validation_inputs(validation_inputs: int) -> None:

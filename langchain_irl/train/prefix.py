@@ -51,47 +51,59 @@ def prefixes_of(outputs: Sequence[str], lengths: Sequence[int] = PREFIX_TOKENS) 
 def fit_prefix_head(
     phi: np.ndarray,
     targets: np.ndarray,
-    groups: np.ndarray,
+    cells: np.ndarray,
+    start: Sequence[Layer],
     *,
-    hidden: Sequence[int] = (),
-    max_epochs: int = 500,
+    max_epochs: int = 300,
     patience: int = 25,
-    learning_rate: float = 1e-2,
+    learning_rate: float = 1e-3,
     weight_decay: float = 1e-3,
     seed: int = 0,
 ) -> list[Layer]:
-    """A head mapping a prefix's phi to its whole output's reward (squared error), full batch,
-    with early stopping on a tenth of the inputs."""
+    """The prefix head: the reward's own head (`start`), trained further so that a prefix's
+    score ranks like its whole output's reward among the prefixes of the same length of the same
+    input (`cells`: one id per input and length). The loss is the squared error of scores
+    centred within each cell, since only the order within a cell decides a cut; early stopping
+    on a tenth of the cells' inputs starts from the reward itself, so the head ends no worse than
+    the reward on them."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    inputs = np.unique(groups)
-    stop = np.isin(groups, rng.permutation(inputs)[: max(1, len(inputs) // 10)])
+    ids, cell = np.unique(cells, return_inverse=True)
+    stop = np.isin(cell, rng.permutation(len(ids))[: max(1, len(ids) // 10)])
     if stop.all():
         stop[:] = False
     features = torch.from_numpy(np.ascontiguousarray(phi, dtype=np.float32))
     labels = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+    index = torch.from_numpy(cell.astype(np.int64))
+    sizes = torch.bincount(index, minlength=len(ids)).clamp(min=1).float()
+
+    def centred(values: torch.Tensor) -> torch.Tensor:
+        means = torch.zeros(len(ids)).index_add_(0, index, values) / sizes
+        return values - means[index]
+
+    wanted = centred(labels)
     fit, held = torch.from_numpy(~stop), torch.from_numpy(stop)
-    head = RewardHead(phi.shape[1], hidden)
-    torch.nn.init.normal_(head.linears[-1].weight, std=1e-3)  # zeros would stall a hidden layer
+
+    def error(rows: torch.Tensor) -> torch.Tensor:
+        return torch.mean((centred(head(features))[rows] - wanted[rows]) ** 2)
+
+    head = RewardHead.from_layers(start)
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    best = (np.inf, {k: v.clone() for k, v in head.state_dict().items()})
-    waited = 0
+    best, waited = (np.inf, {k: v.clone() for k, v in head.state_dict().items()}), 0
     for _ in tqdm(range(max_epochs), desc="prefix head", unit="epoch", leave=False):
-        loss = torch.mean((head(features[fit]) - labels[fit]) ** 2)
+        if held.any():
+            with torch.no_grad():
+                now = float(error(held))
+            if now < best[0] - 1e-5:
+                best, waited = (now, {k: v.clone() for k, v in head.state_dict().items()}), 0
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
         optimizer.zero_grad()
-        loss.backward()
+        error(fit).backward()
         optimizer.step()
-        if not held.any():
-            continue
-        with torch.no_grad():
-            error = float(torch.mean((head(features[held]) - labels[held]) ** 2))
-        if error < best[0] - 1e-5:
-            best, waited = (error, {k: v.clone() for k, v in head.state_dict().items()}), 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
     if held.any():
         head.load_state_dict(best[1])
-        logger.info("prefix head: held-out squared error %.4f", best[0])
+        logger.info("prefix head: held-out within-cell squared error %.4f", best[0])
     return head.to_layers()
