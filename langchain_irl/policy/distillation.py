@@ -156,8 +156,9 @@ def distill(
             return []
         return sample_and_score(chat, reward, held, config.eval_samples, records, name)
 
-    # Before and after draw with the same seed per input: common random numbers, a paired check.
-    before = check(base_chat or local(config.seed, config.eval_samples), "held-out-before")
+    # Before and after: the local model, with the same seed per input (common random numbers, a
+    # paired check), even when `base_chat` (another server) samples the first round.
+    before = check(local(config.seed, config.eval_samples), "held-out-before")
     rounds: list[dict[str, Any]] = []
     picks: list[Scored] = []
     for number in range(1, config.rounds + 1):
