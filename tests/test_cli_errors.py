@@ -50,6 +50,7 @@ def _run(
 
 COMMANDS = [
     *("models", "demo", "score", "best-of-n", "optimize", "collect", "train", "eval", "report"),
+    "distill",
     *("data caption-contest", "data alpaca-eval", "data hh-rlhf"),
 ]
 
@@ -119,6 +120,7 @@ CLOSED = "http://127.0.0.1:9/v1"  # a closed port on loopback: nothing answers t
 PROMPT = ROOT / "examples" / "prompt.json"  # its variable: {cartoon}
 INSTRUCTION = ROOT / "examples" / "instruction.txt"  # plain text: the variable is {input}
 OPTIMIZE = "optimize --reward-model caption-humor --model m --out o.json"
+DISTILL = "distill --reward-model caption-humor --out student"
 BEST_OF_N = "best-of-n --sft s.jsonl --pairs p.jsonl --reward-model caption-humor --model m"
 
 # One row a case: [ENV=VALUE ...] the command line, run in a folder of the files below, and what
@@ -180,6 +182,19 @@ ERROR_CASES = [
         "--inputs cartoons.jsonl",
         "no-such-model: no such reward-model folder",
     ),
+    # distill
+    (
+        f"{DISTILL} --base nowhere --prompt {PROMPT} --inputs inputs.jsonl",
+        "1: missing key 'cartoon'",
+    ),
+    (f"{DISTILL} --base nowhere --prompt {PROMPT} --inputs empty.jsonl", "empty.jsonl: no inputs"),
+    (f"{DISTILL} --base nowhere --prompt {PROMPT} --inputs cartoons.jsonl", "nowhere"),
+    (
+        f"{DISTILL} --prompt {PROMPT} --inputs cartoons.jsonl --model m --base-url {CLOSED} "
+        "--export-openai exports",
+        f"cannot reach {CLOSED} (--base-url)",
+    ),
+    (f"{DISTILL} --prompt {PROMPT} --inputs cartoons.jsonl", "give --base (a model to train)"),
     # demo
     (f"OPENAI_BASE_URL={CLOSED} demo --model m", f"cannot reach {CLOSED} (OPENAI_BASE_URL): "),
     (f"OPENAI_BASE_URL={CLOSED} demo", f"cannot reach {CLOSED} (OPENAI_BASE_URL): "),
