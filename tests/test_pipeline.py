@@ -50,9 +50,15 @@ def test_trained_folder_loads_with_metrics_and_calibration(trained: Path) -> Non
         "demonstrations.npy",
         "encoder.onnx",
         "head.onnx",
-        "prefix_head.onnx",
+        *(["prefix_head.onnx"] if card.prefix_head else []),
         "tokenizer.json",
     ]
+    prefix = (
+        card.prefix_head.spearman
+        if card.prefix_head
+        else card.training_data["prefix_head_not_shipped"]
+    )  # built by default; shipped if it beats the reward on held-out beginnings
+    assert {"8", "reward@8"} <= prefix.keys()
     edits = card.training_data["edits"]  # on by default, named in the card
     assert edits["names"] == list(TrainConfig().edits) and edits["copies"] > 0
 

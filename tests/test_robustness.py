@@ -155,7 +155,12 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
     demos, samples = caption_contest(CAPTIONS, top=10, sample_chunks=["middle"], contests=SMALL)
     out = tmp_path_factory.mktemp("ensemble") / "model"
     config = TrainConfig(
-        hidden=(8,), members=3, prefix_tokens=(4, 8), quantize=False, validation_share=0.34
+        hidden=(8,),
+        members=3,
+        prefix_head="always",
+        prefix_tokens=(4, 8),
+        quantize=False,
+        validation_share=0.34,
     )
     train(demos, samples, out, config)
     return RewardModel.load(out)

@@ -97,9 +97,11 @@ def add_parser(commands: Any) -> None:
         "--members", type=positive, default=1, help="heads in the reward's ensemble"
     )
     robust.add_argument(
-        "--no-prefix-head",
-        action="store_true",
-        help="skip the prefix head (speculative rejection then judges prefixes by the reward)",
+        "--prefix-head",
+        choices=["if-better", "always", "never"],
+        default="if-better",
+        help="ship the prefix head speculative rejection judges streams by: if-better ranks "
+        "held-out beginnings better than the reward does (else the reward judges them)",
     )
     tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
     tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
         edits=tuple(args.edits),
         edit_weight=args.edit_weight,
         members=args.members,
-        prefix_head=not args.no_prefix_head,
+        prefix_head=args.prefix_head,
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,

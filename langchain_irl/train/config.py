@@ -80,9 +80,11 @@ class TrainConfig(BaseModel):
     """Heads in the reward's ensemble: the trained head and `members - 1` more, each fit on
     the final features over a random 80% of the training inputs. The reward is their mean; their
     spread feeds `selection="conservative"`."""
-    prefix_head: bool = True
-    """Also train the prefix head (`prefix_head.onnx`): the whole output's reward predicted from
-    its first tokens, for speculative rejection."""
+    prefix_head: Literal["if-better", "always", "never"] = "if-better"
+    """Train the prefix head (`prefix_head.onnx`: the whole output's reward predicted from its
+    first tokens, for speculative rejection) and ship it: `if-better`, when on the validation
+    inputs it ranks beginnings better than the reward itself does (the card's training data
+    records the figures either way); `always`; `never`."""
     prefix_tokens: tuple[int, ...] = PREFIX_TOKENS
     """Prefix lengths (tokens written, one word each) the prefix head learns from."""
     prefix_outputs: int = Field(default=2000, ge=1)
@@ -137,7 +139,7 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _increasing_prefixes(self) -> TrainConfig:
         tokens = self.prefix_tokens
-        if self.prefix_head and (
+        if self.prefix_head != "never" and (
             not tokens or tokens[0] < 1 or list(tokens) != sorted(set(tokens))
         ):
             raise ValueError(f"prefix_tokens must be increasing positive token counts: {tokens}")

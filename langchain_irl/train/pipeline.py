@@ -247,9 +247,10 @@ def train(
             layers = rescale_head(tuned.layers, encoded.training_groups, head_info)
         members = [layers, *more_members(encoded.training_groups, head_info, config)]
         members = standardised_members(members, encoded.training_groups, head_info)
-        prefix = fit_prefix(encoder, encoded, members, head_info, config)
+        fitted = fit_prefix(encoder, encoded, members, head_info, config)
+        prefix = fitted if fitted is not None and fitted.shipped else None
         _warn_if_few_validation_inputs(encoded.validation_inputs)
-        summary = training_summary(demos, samples, config, encoded, fine_tune_report)
+        summary = training_summary(demos, samples, config, encoded, fine_tune_report, fitted)
         card = _draft_card(out_dir, config, encoder.info, head_info, summary, prefix)
         files = {
             TOKENIZER_FILE: encoder.tokenizer_path,
@@ -527,6 +528,7 @@ class PrefixFit:
     layers: list[Layer]
     info: PrefixHeadInfo
     check: tuple[list[str], list[str], np.ndarray]
+    shipped: bool = True  # False: on validation it judged beginnings no better than the reward
 
 
 def fit_prefix(
@@ -540,7 +542,7 @@ def fit_prefix(
     outputs, and its held-out Spearman correlation with the whole output's reward per prefix
     length, beside the reward's own on the same prefixes. None when not configured, or when no
     training output is longer than the shortest prefix."""
-    if not config.prefix_head:
+    if config.prefix_head == "never":
         return None
     runtime, reading = encoder.runtime(config), Reading.of(config)
 
@@ -585,6 +587,13 @@ def fit_prefix(
             if value is not None:
                 spearmans[name] = value
     info = PrefixHeadInfo(tokens=config.prefix_tokens, hidden=config.hidden, spearman=spearmans)
+    if config.prefix_head == "if-better" and not _beats_reward(spearmans, config.prefix_tokens):
+        logger.warning(
+            "the prefix head judged held-out beginnings no better than the reward itself "
+            "(Spearman per length: %s): not shipped; speculative rejection will use the reward",
+            spearmans,
+        )
+        return PrefixFit(layers, info, ([], [], np.zeros(0)), shipped=False)
     shown = slice(0, 32)
     check = (
         [valid.prompts[g] for g in valid.groups[sources][shown]],
@@ -592,6 +601,16 @@ def fit_prefix(
         predicted[shown],
     )
     return PrefixFit(layers, info, check)
+
+
+def _beats_reward(spearmans: dict[str, float], lengths: Sequence[int]) -> bool:
+    """Whether the prefix head's mean held-out Spearman over the prefix lengths beats the
+    reward's own on the same prefixes (True without held-out figures: nothing to compare)."""
+    pairs = [(spearmans[f"{t}"], spearmans[f"reward@{t}"]) for t in lengths if f"{t}" in spearmans]
+    if not pairs:
+        return True
+    head, reward = np.mean(pairs, axis=0)
+    return bool(head > reward)
 
 
 def _warn_if_few_validation_inputs(validation_inputs: int) -> None:
@@ -609,6 +628,7 @@ def training_summary(
     config: TrainConfig,
     encoded: EncodedSplit,
     fine_tune_report: dict[str, object] | None,
+    prefix: PrefixFit | None = None,
 ) -> dict[str, object]:
     """The card's `training_data`: counts, split, seed, the data's SHA-256, fine-tuning."""
     digest = hashlib.sha256()
@@ -632,6 +652,8 @@ def training_summary(
             "weight": config.edit_weight,
             "copies": int((copies >= 0).sum()) if copies is not None else 0,
         }
+    if prefix is not None and not prefix.shipped:  # why the folder has none
+        summary["prefix_head_not_shipped"] = prefix.info.spearman
     return summary
 
 
