@@ -9,16 +9,16 @@ plain-text instruction, as `optimize` reads it; each --inputs row holds its vari
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any, get_args
 
 from langchain_irl.cli.options import (
     add_command,
     check_outputs,
-    endpoint,
+    endpoint_chat_model,
     endpoint_options,
     positive,
+    prompt_options,
     read_prompt,
     read_rows,
     share,
@@ -41,14 +41,7 @@ def add_parser(commands: Any) -> None:
         "without it, nothing is trained: --model samples and --export-openai gets the files",
     )
     distill.add_argument("--reward-model", required=True, help="a bundled name or a folder")
-    prompt = distill.add_mutually_exclusive_group(required=True)
-    prompt.add_argument(
-        "--prompt",
-        type=Path,
-        help="a ChatPromptTemplate as langchain-core's JSON (.json), or a plain-text "
-        "instruction (any other file): the system message, then each input's 'input'",
-    )
-    prompt.add_argument("--system", help="the prompt as a plain-text instruction given here")
+    prompt_options(distill, "the prompt")
     distill.add_argument(
         "--inputs", type=Path, required=True, help="JSONL: the prompt's variables, one row each"
     )
@@ -118,7 +111,10 @@ def run(args: argparse.Namespace) -> None:
     variables = sorted(prompt.input_variables)
     inputs = read_rows(args.inputs, variables, "inputs")
     validation = read_rows(args.validation, variables, "inputs") if args.validation else None
-    chat = _chat_model(args) if args.model else None
+    chat = None
+    if args.model:
+        params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+        chat = endpoint_chat_model(args.model, args, **params)
     if chat is not None and not args.base:  # a hosted model: picks exported, nothing trained
         from langchain_irl.policy.distillation import export_best_of_n
 
@@ -191,25 +187,3 @@ def _require_training() -> None:
         require(module, "langchain-irl distill", "train")
     for module in ("trl", "peft", "accelerate", "datasets"):
         require(module, "langchain-irl distill", "policy")
-
-
-def _chat_model(args: argparse.Namespace) -> Any:
-    """The chat model --model names; with --base-url (or $OPENAI_BASE_URL), a bare name is a
-    model at that endpoint, which must answer."""
-    from langchain_irl.chat_models.spec import chat_model
-    from langchain_irl.cli.errors import check_reachable
-
-    url = endpoint(args)
-    if url and ":" not in args.model:
-        check_reachable(*url)
-        api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
-        return chat_model(
-            f"openai:{args.model}",
-            base_url=url[0],
-            api_key=api_key,
-            temperature=args.temperature,
-            max_tokens=args.max_tokens,
-        )
-    return chat_model(
-        args.model, temperature=args.temperature, api_key=args.api_key, max_tokens=args.max_tokens
-    )

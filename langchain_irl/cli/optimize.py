@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from typing import Any
 from langchain_irl.cli.options import (
     add_command,
     check_outputs,
-    endpoint,
+    endpoint_chat_model,
     endpoint_options,
     positive,
+    prompt_options,
     read_prompt,
     read_rows,
 )
@@ -35,18 +35,7 @@ def add_parser(commands: Any) -> None:
         "once, so that each later call costs one call",
     )
     optimize.add_argument("--reward-model", required=True, help="a bundled name or a folder")
-    baseline = optimize.add_mutually_exclusive_group(required=True)
-    baseline.add_argument(
-        "--prompt",
-        type=Path,
-        help="the baseline prompt: a ChatPromptTemplate as langchain-core's JSON (a .json file, "
-        "e.g. examples/prompt.json), or a plain-text instruction (any other file, e.g. .txt): "
-        "the system message, then each input's 'input' as the user message",
-    )
-    baseline.add_argument(
-        "--system",
-        help="the baseline prompt as a plain-text instruction given here (as a .txt --prompt)",
-    )
+    prompt_options(optimize, "the baseline prompt")
     optimize.add_argument(
         "--inputs",
         type=Path,
@@ -101,8 +90,10 @@ def run(args: argparse.Namespace) -> None:
         {"input": example.prompt(model.card.prompt_format), "output": example.output}
         for example in examples
     ]
-    llm = _chat_model(args.model, args)
-    proposer = _chat_model(args.proposer, args) if args.proposer else None
+    llm = endpoint_chat_model(args.model, args, temperature=args.temperature)
+    proposer = None
+    if args.proposer:
+        proposer = endpoint_chat_model(args.proposer, args, temperature=args.temperature)
     try:
         result = optimize_prompt(
             llm,
@@ -156,19 +147,3 @@ def _check_log(path: Path | None) -> None:
                 f"{path}:{number}: not a log of `langchain-irl optimize` (give a new file, or the "
                 "--log of the run to resume)"
             )
-
-
-def _chat_model(spec: str, args: argparse.Namespace) -> Any:
-    """The model `spec` names; with --base-url (or $OPENAI_BASE_URL), a bare name is a model at
-    that endpoint, which must answer."""
-    from langchain_irl.chat_models.spec import chat_model
-    from langchain_irl.cli.errors import check_reachable
-
-    url = endpoint(args)
-    if url and ":" not in spec:
-        check_reachable(*url)
-        api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
-        return chat_model(
-            f"openai:{spec}", base_url=url[0], api_key=api_key, temperature=args.temperature
-        )
-    return chat_model(spec, temperature=args.temperature, api_key=args.api_key)

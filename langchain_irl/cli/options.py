@@ -119,6 +119,36 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str] | None:
     return None
 
 
+def endpoint_chat_model(spec: str, args: argparse.Namespace, **params: Any) -> Any:
+    """The chat model `spec` names; with --base-url (or $OPENAI_BASE_URL), a bare name is a
+    model at that endpoint, which must answer. `params` go to the model (temperature, ...)."""
+    from langchain_irl.chat_models.spec import chat_model
+    from langchain_irl.cli.errors import check_reachable
+
+    url = endpoint(args)
+    if url and ":" not in spec:
+        check_reachable(*url)
+        api_key = args.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
+        return chat_model(f"openai:{spec}", base_url=url[0], api_key=api_key, **params)
+    return chat_model(spec, api_key=args.api_key, **params)
+
+
+def prompt_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--prompt FILE or --system TEXT (one of them), as `read_prompt` reads them; `what` names
+    the prompt in the help ("the prompt", "the baseline prompt")."""
+    prompt = parser.add_mutually_exclusive_group(required=True)
+    prompt.add_argument(
+        "--prompt",
+        type=Path,
+        help=f"{what}: a ChatPromptTemplate as langchain-core's JSON (a .json file, e.g. "
+        "examples/prompt.json), or a plain-text instruction (any other file, e.g. .txt): the "
+        "system message, then each input's 'input' as the user message",
+    )
+    prompt.add_argument(
+        "--system", help=f"{what} as a plain-text instruction given here (as a .txt --prompt)"
+    )
+
+
 def batch_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     group = parser.add_argument_group("batch jobs (with --input)")
     group.add_argument("--ray", action="store_true", help="run on Ray (the [ray] extra)")
