@@ -65,6 +65,30 @@ class RewardHead(torch.nn.Module):
         return layers
 
 
+class EarlyStopping:
+    """Keeps a module's best state by a held-out loss; says when `patience` checks in a row
+    brought no gain of more than `tolerance`."""
+
+    def __init__(self, module: torch.nn.Module, patience: int, tolerance: float) -> None:
+        self.module, self.patience, self.tolerance = module, patience, tolerance
+        self.best, self.state, self.waited = np.inf, self._copy(), 0
+
+    def stop(self, loss: float) -> bool:
+        """Record a held-out loss; True once it is time to stop."""
+        if loss < self.best - self.tolerance:
+            self.best, self.state, self.waited = loss, self._copy(), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self) -> None:
+        """Put the best state back into the module."""
+        self.module.load_state_dict(self.state)
+
+    def _copy(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.module.state_dict().items()}
+
+
 def standardised_layers(head: RewardHead, phi_samples: np.ndarray) -> list[Layer]:
     """The head's layers, rescaled so that policy samples score mean 0, std 1."""
     with torch.no_grad():
@@ -168,8 +192,7 @@ def train_head(
         stop_off_topic = off_topic if len(np.unique(stop_sets.groups)) > 1 else 0
         stop_matrix = stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic, edits=True)
         stop_phi = data.phi(stop_matrix)
-    best = (np.inf, head.state_dict())
-    waited = 0
+    stopping = EarlyStopping(head, patience, tolerance=1e-4)
     for _ in tqdm(range(max_epochs), desc=f"{objective} head", unit="epoch", leave=False):
         matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic, edits=True)
         optimizer.zero_grad()
@@ -179,15 +202,11 @@ def train_head(
             continue
         with torch.no_grad():
             held = float(loss(head(stop_phi), stop_sets))
-        if held < best[0] - 1e-4:
-            best, waited = (held, {k: v.clone() for k, v in head.state_dict().items()}), 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
+        if stopping.stop(held):
+            break
     if stop_phi is not None:
-        head.load_state_dict(best[1])
-        logger.info("%s head: early-stopping loss %.4f", objective, best[0])
+        stopping.restore()
+        logger.info("%s head: early-stopping loss %.4f", objective, stopping.best)
     is_copy = np.zeros(len(groups), bool) if source is None else source >= 0
     samples = np.flatnonzero(~is_demo & ~is_copy)[:, None]
     with torch.no_grad():

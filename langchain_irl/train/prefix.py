@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from langchain_irl.data.edits import first_words
 from langchain_irl.train.config import PREFIX_TOKENS
 from langchain_irl.train.head import Layer
-from langchain_irl.train.head_training import RewardHead
+from langchain_irl.train.head_training import EarlyStopping, RewardHead
 
 logger = logging.getLogger(__name__)
 
@@ -89,21 +89,16 @@ def fit_prefix_head(
 
     head = RewardHead.from_layers(start)
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    best, waited = (np.inf, {k: v.clone() for k, v in head.state_dict().items()}), 0
+    stopping = EarlyStopping(head, patience, tolerance=1e-5)
     for _ in tqdm(range(max_epochs), desc="prefix head", unit="epoch", leave=False):
         if held.any():
             with torch.no_grad():
-                now = float(error(held))
-            if now < best[0] - 1e-5:
-                best, waited = (now, {k: v.clone() for k, v in head.state_dict().items()}), 0
-            else:
-                waited += 1
-                if waited >= patience:
+                if stopping.stop(float(error(held))):
                     break
         optimizer.zero_grad()
         error(fit).backward()
         optimizer.step()
     if held.any():
-        head.load_state_dict(best[1])
-        logger.info("prefix head: held-out within-cell squared error %.4f", best[0])
+        stopping.restore()
+        logger.info("prefix head: held-out within-cell squared error %.4f", stopping.best)
     return head.to_layers()
