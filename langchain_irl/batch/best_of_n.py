@@ -73,25 +73,27 @@ class BestOfNRecords:
             **{key: [row[key] for row in rows] for key in _COLUMNS},
         }
 
-    async def _best_of_n(self, values: list[InputValue]) -> list[CandidatePool | Exception]:
-        async def one(value: InputValue) -> CandidatePool | Exception:
+    async def _best_of_n(self, values: list[InputValue]) -> list[Outcome]:
+        async def one(value: InputValue) -> Outcome:
             sampler = _TextSampler(self.sampler, value)
             try:
-                pool, _ = await arun(
+                pool, choice = await arun(
                     self.options, sampler, [], self._limit, prompt=input_messages(value)
                 )
             except Exception as error:  # the prompt is left out; the others go on
                 logger.warning("a prompt got no samples (it is left out): %s", error)
                 return error
-            return pool
+            return pool, choice.index
 
         return list(await asyncio.gather(*(one(v) for v in values)))
 
 
+# A prompt's candidates and the index the selection rule chose, or why it has none.
+Outcome = tuple[CandidatePool, int] | Exception
 _COLUMNS = ("completion", "rejected", "chosen_reward", "rejected_reward", "margin", "error")
 
 
-def _row(outcome: CandidatePool | Exception) -> dict[str, Any]:
+def _row(outcome: Outcome) -> dict[str, Any]:
     """The best and the worst distinct sample of a prompt, or why it has none."""
     if isinstance(outcome, Exception):
         return {
@@ -102,16 +104,21 @@ def _row(outcome: CandidatePool | Exception) -> dict[str, Any]:
             "margin": float("nan"),
             "error": f"{type(outcome).__name__}: {outcome}",
         }
-    rewards = dict(zip(outcome.texts, outcome.rewards, strict=True))
-    best = outcome.texts[outcome.select().index]
-    worst = min(rewards, key=rewards.__getitem__)
-    distinct = worst != best
+    pool, chosen = outcome
+    return best_of_n_row(pool.texts, pool.rewards, chosen)
+
+
+def best_of_n_row(texts: Sequence[str], rewards: Sequence[float], chosen: int) -> dict[str, Any]:
+    """The columns of a prompt's row: the chosen sample, and the worst sample whose text differs
+    from it (the first of equal rewards; empty when every sample is the chosen text)."""
+    distinct = [i for i, text in enumerate(texts) if text != texts[chosen]]
+    worst = min(distinct, key=lambda i: rewards[i]) if distinct else None
     return {
-        "completion": best,
-        "rejected": worst if distinct else "",
-        "chosen_reward": rewards[best],
-        "rejected_reward": rewards[worst] if distinct else float("nan"),
-        "margin": rewards[best] - rewards[worst] if distinct else float("nan"),
+        "completion": texts[chosen],
+        "rejected": "" if worst is None else texts[worst],
+        "chosen_reward": rewards[chosen],
+        "rejected_reward": float("nan") if worst is None else rewards[worst],
+        "margin": float("nan") if worst is None else rewards[chosen] - rewards[worst],
         "error": "",
     }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from langchain_irl.batch.best_of_n import pair_record, sft_record
+from langchain_irl.batch.best_of_n import best_of_n_row, pair_record, sft_record
 from langchain_irl.data.collect import chat_model_sampler, collect, sample_key
 from langchain_irl.data.formats import parse_input
 from langchain_irl.data.jsonl import read_records, write_jsonl
@@ -41,20 +41,10 @@ class Scored:
     rewards: list[float]
 
     def best_of_n_row(self) -> dict[str, Any]:
-        """The row `sft_record` and `pair_record` read: the best answer and the worst distinct
-        one (the lower index among equal rewards, as `BestOfNRecords` picks)."""
+        """The row `sft_record` and `pair_record` read: the best answer (the first of equal
+        rewards) and the worst distinct one."""
         best = int(np.argmax(self.rewards))
-        distinct = [i for i, text in enumerate(self.samples) if text != self.samples[best]]
-        worst = min(distinct, key=lambda i: self.rewards[i]) if distinct else None
-        return {
-            "input": self.input,
-            "completion": self.samples[best],
-            "rejected": "" if worst is None else self.samples[worst],
-            "chosen_reward": self.rewards[best],
-            "rejected_reward": float("nan") if worst is None else self.rewards[worst],
-            "margin": float("nan") if worst is None else self.rewards[best] - self.rewards[worst],
-            "error": "",
-        }
+        return {"input": self.input, **best_of_n_row(self.samples, self.rewards, best)}
 
     def to_json(self) -> dict[str, Any]:
         return {"input": self.input, "samples": self.samples, "rewards": self.rewards}
