@@ -88,10 +88,10 @@ def main() -> None:
     texts = [r.output for r in records]
 
     encoder, folder = load_encoder()
-    head = [(np.zeros((2 * 384 + 1, 1), np.float32), np.zeros(1, np.float32))]
     batches = BatchReader(
         TextReader.from_file(folder / "tokenizer.json", MAX_TOKENS), prompts, texts, groups
     )
+    head = [(np.zeros((2 * 384 + len(batches.features), 1), np.float32), np.zeros(1, np.float32))]
     config = FineTuneConfig(steps=args.steps, batch=args.batch)
     _, report = fine_tune(encoder, batches, is_demo, head, "maxent", config)
     plain = plain_loop(texts, prompts, groups, is_demo, args.steps, args.batch)

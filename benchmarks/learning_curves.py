@@ -23,7 +23,7 @@ from langchain_irl.data.converters import caption_contest, read_caption_contests
 from langchain_irl.evaluation.metrics import reward_metrics
 from langchain_irl.evaluation.plots import line_plot
 from langchain_irl.reward_model.encoder import OnnxEncoder
-from langchain_irl.reward_model.model import candidate_features
+from langchain_irl.reward_model.features import candidate_features
 from langchain_irl.train.encoder import export_encoder, load_encoder, tokenizer_json
 from langchain_irl.train.head import head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
@@ -47,7 +47,7 @@ def fit_rewards(
         train.prompt_embeddings,
         train.groups,
         train.embeddings,
-        candidate_features(train.token_counts, features),
+        candidate_features(train.texts, train.token_counts, features),
     )
     layers = train_head(
         data, train.is_demo, "maxent", hidden=hidden, off_topic=2, max_epochs=epochs, seed=seed

@@ -32,7 +32,7 @@ from langchain_irl import RewardModel
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.reward_model.card import HEAD_FILE, TOKENIZER_FILE
 from langchain_irl.reward_model.encoder import OnnxEncoder
-from langchain_irl.reward_model.model import candidate_features
+from langchain_irl.reward_model.features import candidate_features
 from langchain_irl.train.encoder import export_encoder, load_encoder
 from langchain_irl.train.head import head_features, head_forward
 
@@ -72,7 +72,7 @@ class TorchRewardModel:
             embeddings = self.encoder(batch["input_ids"], batch["attention_mask"]).numpy()
         counts = batch["attention_mask"].sum(1).numpy()[1:] - 2
         phi = head_features(
-            embeddings[:1], embeddings[1:], candidate_features(counts, self.features)
+            embeddings[:1], embeddings[1:], candidate_features(candidates, counts, self.features)
         )
         return head_forward(self.layers, phi)
 

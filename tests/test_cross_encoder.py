@@ -81,7 +81,7 @@ def test_a_cross_encoder_trains_exports_and_reads_the_input(cross_model: RewardM
     assert not np.array_equal(cross_model.score(other, candidates), scores)  # reads the input
     assert cross_model.interaction_weights is None
     with pytest.raises(TypeError, match="cross-encoder"):
-        cross_model.score_embedded(np.zeros((1, 384)), np.zeros((1, 384)), np.zeros(1))
+        cross_model.score_embedded(np.zeros((1, 384)), np.zeros((1, 384)), np.zeros(1), [""])
 
 
 def test_a_cross_encoder_explains_and_selects_examples(cross_model: RewardModel) -> None:

@@ -72,8 +72,9 @@ def test_int8_keeps_the_reward_ranking(
         per_contest = []
         for contest in contests[-5:]:
             prompt, _ = encoder.encode([contest["description"]])
-            embeddings, counts = encoder.encode([c["text"] for c in contest["captions"]])
-            per_contest.append(model.score_embedded(prompt, embeddings, counts))
+            texts = [c["text"] for c in contest["captions"]]
+            embeddings, counts = encoder.encode(texts)
+            per_contest.append(model.score_embedded(prompt, embeddings, counts, texts))
         rewards[name] = np.concatenate(per_contest)
     assert spearman(rewards["fp32"], rewards["int8"]) >= 0.99
     assert (exported / "int8.onnx").stat().st_size < (exported / "fp32.onnx").stat().st_size / 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -17,6 +18,7 @@ from langchain_irl.data.edits import EDITS, check_edits, edited_copies, first_wo
 from langchain_irl.engine.options import SpeculativeRejection
 from langchain_irl.engine.selection import choose
 from langchain_irl.reward_model.card import ModelCard
+from langchain_irl.reward_model.features import TRAINED_FEATURES, candidate_features
 from langchain_irl.testing.server import OpenAICompatibleServer
 from langchain_irl.train.config import TrainConfig
 from langchain_irl.train.head import build_head, head_features, head_forward
@@ -106,6 +108,23 @@ def test_edit_negatives_close_a_hack_the_demonstrations_teach() -> None:
     assert raised(with_edits=True) < 0.1
 
 
+def test_candidate_features_count_words_and_distinct_words() -> None:
+    texts, tokens = ["A b c d, a b c d!", "one"], np.array([12, 1])  # tokens read, as counted
+    features = candidate_features(texts, tokens, ["log_distinct_words", "log_tokens", "log_words"])
+    expected = [[np.log1p(4), np.log1p(12), np.log1p(8)], [np.log1p(1), np.log1p(1), np.log1p(1)]]
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
+    shuffled = EDITS["words shuffled"](TEXT, np.random.default_rng(0))
+    np.testing.assert_array_equal(  # no count can tell a shuffle
+        candidate_features([TEXT], tokens[:1], TRAINED_FEATURES),
+        candidate_features([shuffled], tokens[:1], TRAINED_FEATURES),
+    )
+    assert candidate_features(texts, tokens, []).shape == (2, 0)
+    with pytest.raises(ValueError, match=r"unknown head features \['length'\]"):
+        candidate_features(texts, tokens, ["length"])
+    with pytest.raises(ValueError, match="2 texts but 1 token counts"):
+        candidate_features(texts, tokens[:1], ["log_tokens"])
+
+
 def _layers(rng: np.random.Generator, n_in: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [
         (rng.normal(size=(n_in, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)),
@@ -170,6 +189,42 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
 def cartoon(contests: list[dict]) -> tuple[str, list[str]]:
     contest = next(c for c in contests if c["contest"] in SMALL)
     return contest["description"], [c["text"] for c in contest["captions"][:12]]
+
+
+def test_counting_distinct_words_stops_paying_for_repetition(
+    contests: list[dict], tmp_path: Path
+) -> None:
+    """A reward that reads an output as the mean of its windows reads it written twice much as
+    itself, only longer (`helpful` raised 76% of repeated answers). Here captions are read in
+    windows of 8 tokens. With words and distinct words counted (the default features), a caption
+    written twice is almost never worth more than the caption; with the tokens read counted, it
+    is more often."""
+    demos, samples = caption_contest(CAPTIONS, top=10, sample_chunks=["middle"], contests=SMALL)
+    unseen = [c for c in contests if c["contest"] not in SMALL][:3]
+
+    def raised(features: tuple) -> float:
+        config = TrainConfig(
+            max_tokens=8,
+            candidate_chunks=8,
+            features=features,
+            prefix_head="never",
+            quantize=False,
+            validation_share=0.34,
+        )
+        folder = tmp_path / "-".join(features)
+        train(demos, samples, folder, config)
+        model = RewardModel.load(folder)
+        shares = []
+        for contest in unseen:
+            captions = [c["text"] for c in contest["captions"][:100]]
+            scores = model.score(contest["description"], captions)
+            doubled = model.score(contest["description"], [f"{c} {c}" for c in captions])
+            shares.append(np.mean(doubled > scores))
+        return float(np.mean(shares))
+
+    counting_distinct_words = raised(TRAINED_FEATURES)
+    assert counting_distinct_words < 0.05
+    assert counting_distinct_words < raised(("log_tokens",))
 
 
 def test_an_ensemble_folder_scores_the_members_mean(

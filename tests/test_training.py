@@ -145,7 +145,7 @@ def test_fine_tune_is_deterministic_and_resumes(data: tuple[list, list], tmp_pat
     groups = np.array([prompts.index(r.input) for r in records])
     is_demo = np.arange(len(records)) < len(demos)
     texts = [r.output for r in records]
-    head = [(np.zeros((2 * 384 + 1, 1), np.float32), np.zeros(1, np.float32))]
+    head = [(np.zeros((2 * 384 + 2, 1), np.float32), np.zeros(1, np.float32))]  # 2 features
 
     def run(steps: int, checkpoints: Path | None) -> list:
         encoder, folder = load_encoder()

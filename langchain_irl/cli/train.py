@@ -16,7 +16,8 @@ from langchain_irl.cli.options import (
     positive,
     share,
 )
-from langchain_irl.data.edits import EDITS
+from langchain_irl.data.edits import EDIT_WEIGHT, EDITS
+from langchain_irl.reward_model.features import FEATURES, TRAINED_FEATURES
 
 
 def add_parser(commands: Any) -> None:
@@ -91,7 +92,16 @@ def add_parser(commands: Any) -> None:
         f"{', '.join(repr(e) for e in EDITS)}; the option alone: none (default: all of them)",
     )
     robust.add_argument(
-        "--edit-weight", type=float, default=1.0, help="weight of the edit ranking term"
+        "--edit-weight", type=float, default=EDIT_WEIGHT, help="weight of the edit ranking term"
+    )
+    robust.add_argument(
+        "--features",
+        nargs="+",
+        choices=list(FEATURES),
+        default=list(TRAINED_FEATURES),
+        metavar="FEATURE",
+        help=f"scalars the head reads beside the embeddings, among {', '.join(FEATURES)} "
+        "(default: all)",
     )
     robust.add_argument(
         "--members", type=positive, default=1, help="heads in the reward's ensemble"
@@ -148,6 +158,7 @@ def run(args: argparse.Namespace) -> None:
         off_topic=args.off_topic,
         edits=tuple(args.edits),
         edit_weight=args.edit_weight,
+        features=tuple(args.features),
         members=args.members,
         prefix_head=args.prefix_head,
         fine_tune=fine_tune,

@@ -49,6 +49,12 @@ EDITS: dict[str, Edit] = {
 """Every edit by name, in the order the card and the report list them."""
 
 
+EDIT_WEIGHT = 4.0
+"""The edit term's default weight (`TrainConfig.edit_weight`), shared by the copies of all edits.
+Measured on AlpacaEval instructions held out from `helpful`: weight 4 raised fewer edited answers
+than 1 (shuffled 9% against 14%, cut in half 12% against 17%) at the same judge agreement."""
+
+
 def changes(text: str, edited: str) -> bool:
     """Whether an edit changed the text's words, not just its spacing."""
     return edited.split() != text.split()

@@ -56,7 +56,7 @@ class DemoIndex:
         base = interaction = None
         if weights is not None:
             zero_prompt = np.zeros((1, dim), np.float32)
-            base = model.score_embedded(zero_prompt, output_embeddings, tokens)
+            base = model.score_embedded(zero_prompt, output_embeddings, tokens, outputs)
             interaction = output_embeddings * weights
         return cls(input_embeddings, output_embeddings, tokens, tuple(outputs), base, interaction)
 
@@ -82,7 +82,7 @@ class DemoIndex:
         elif model.is_cross_encoder:
             reward = model.score(query, list(self.texts))
         else:
-            reward = model.score_embedded(query_embedding, self.outputs, self.tokens)
+            reward = model.score_embedded(query_embedding, self.outputs, self.tokens, self.texts)
         return relevance, reward
 
 

@@ -48,6 +48,8 @@ class EncoderInfo(_Strict):
 
 
 Architecture = Literal["bi-encoder", "cross-encoder"]
+Feature = Literal["log_tokens", "log_words", "log_distinct_words"]
+"""A scalar the head reads beside the embeddings (`reward_model.features`)."""
 
 
 class HeadInfo(_Strict):
@@ -60,7 +62,7 @@ class HeadInfo(_Strict):
     """
 
     kind: Architecture = "bi-encoder"
-    features: tuple[Literal["log_tokens"], ...] = ("log_tokens",)
+    features: tuple[Feature, ...] = ("log_tokens",)
     hidden: tuple[int, ...] = ()
     members: int = Field(default=1, ge=1)
     """Heads of an ensemble over the same features (the trained head, and heads fit on random

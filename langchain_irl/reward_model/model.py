@@ -34,17 +34,8 @@ from langchain_irl.reward_model.card import (
     read_card,
 )
 from langchain_irl.reward_model.encoder import OnnxEncoder, make_session
+from langchain_irl.reward_model.features import candidate_features
 from langchain_irl.reward_model.rendering import PromptInput, render_prompt
-
-
-def candidate_features(token_counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """The head's scalar features of each candidate, shape (n, len(names))."""
-    columns = {"log_tokens": np.log1p(np.asarray(token_counts, dtype=np.float32))}
-    unknown = set(names) - columns.keys()
-    if unknown:
-        raise ValueError(f"unknown head features {sorted(unknown)}; known: {sorted(columns)}")
-    n = len(np.asarray(token_counts))
-    return np.stack([columns[name] for name in names], axis=1).reshape(n, len(names))
 
 
 @dataclass(frozen=True)
@@ -298,15 +289,17 @@ class RewardModel:
         prompt_embedding: np.ndarray,
         candidate_embeddings: np.ndarray,
         token_counts: np.ndarray,
+        texts: Sequence[str],
     ) -> np.ndarray:
-        """A bi-encoder's rewards from precomputed embeddings; `prompt_embedding` is (1, dim) or
-        (n, dim). A cross-encoder has no such split: use `score`."""
+        """A bi-encoder's rewards from precomputed embeddings (and the candidates' token counts
+        and texts, which the head's features read); `prompt_embedding` is (1, dim) or (n, dim).
+        A cross-encoder has no such split: use `score`."""
         if self.is_cross_encoder:
             raise TypeError(f"{self.name!r} is a cross-encoder: it scores texts, not embeddings")
         return self._run_head(
             prompt_embedding=prompt_embedding,
             candidate_embedding=candidate_embeddings,
-            candidate_features=candidate_features(token_counts, self.card.head.features),
+            candidate_features=candidate_features(texts, token_counts, self.card.head.features),
         )
 
     def _run_head(self, **inputs: np.ndarray) -> np.ndarray:
@@ -387,9 +380,9 @@ class RewardModel:
         if self.card.head.hidden or self.is_cross_encoder:
             return None
         dim = self.card.encoder.dim
-        ones, no_tokens = np.ones((dim, dim), np.float32), np.zeros(dim)
-        with_unit = self.score_embedded(np.eye(dim, dtype=np.float32), ones, no_tokens)
-        baseline = self.score_embedded(np.zeros((1, dim), np.float32), ones, no_tokens)
+        ones, no_tokens, no_texts = np.ones((dim, dim), np.float32), np.zeros(dim), [""] * dim
+        with_unit = self.score_embedded(np.eye(dim, dtype=np.float32), ones, no_tokens, no_texts)
+        baseline = self.score_embedded(np.zeros((1, dim), np.float32), ones, no_tokens, no_texts)
         return (with_unit - baseline).astype(np.float32)
 
     def percentile(self, score: float | np.ndarray) -> float | np.ndarray:
@@ -448,7 +441,7 @@ class PromptScorer:
                 self.prompt, texts, keep=model.card.prompt_keeps
             )
             prompt, candidates = {}, {"pair_embedding": embeddings}
-        features = candidate_features(token_counts, model.card.head.features)
+        features = candidate_features(texts, token_counts, model.card.head.features)
         return {**prompt, **candidates, "candidate_features": features}, embeddings
 
 

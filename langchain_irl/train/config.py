@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from langchain_irl.data.edits import EDITS, check_edits
-from langchain_irl.reward_model.card import Architecture
+from langchain_irl.data.edits import EDIT_WEIGHT, EDITS, check_edits
+from langchain_irl.reward_model.card import Architecture, Feature
 from langchain_irl.reward_model.encoder import Truncation
+from langchain_irl.reward_model.features import TRAINED_FEATURES
 from langchain_irl.reward_model.rendering import PromptFormat
 
 Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
@@ -63,6 +64,10 @@ class TrainConfig(BaseModel):
     only). Long answers need several: see models/README.md for the measured choice."""
     embedding_cache: Path | None = None
     """A folder caching frozen embeddings across runs, keyed by encoder, reading and text."""
+    features: tuple[Feature, ...] = TRAINED_FEATURES
+    """Scalars the head reads beside the embeddings (`reward_model.features`): the whole output's
+    length in words, and how much of it repeats itself (without which an answer written twice
+    scores like the answer, only longer)."""
     hidden: tuple[int, ...] = ()
     """Hidden layer sizes of the head (empty: linear)."""
     fine_tune: FineTuneConfig | None = None
@@ -73,7 +78,7 @@ class TrainConfig(BaseModel):
     edits: tuple[str, ...] = tuple(EDITS)
     """Edits (`data.edits`) whose copies of each training demonstration are ranked below it: the
     demonstration repeated, shuffled, cut to half, stripped of punctuation. Empty: none."""
-    edit_weight: float = Field(default=1.0, ge=0)
+    edit_weight: float = Field(default=EDIT_WEIGHT, ge=0)
     """Weight of the edit ranking term beside the objective (see `train.losses`). A closed-form
     objective has no such term: it pools the copies with the policy samples as negatives."""
     members: int = Field(default=1, ge=1, le=32)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from langchain_irl.reward_model.card import Architecture
 from langchain_irl.reward_model.encoder import TextReader, Truncation, content_tokens
+from langchain_irl.reward_model.features import TRAINED_FEATURES, candidate_features
 from langchain_irl.train.config import Device, FineTuneConfig
 from langchain_irl.train.encoder import SentenceEncoder
 from langchain_irl.train.head import Layer
@@ -51,24 +52,24 @@ class FineTuneReport:
 
 @dataclass(frozen=True)
 class Tokens:
-    """Padded token ids of some texts, and the content tokens of each."""
+    """Padded token ids of some texts, and the head's scalar features of each (n, f)."""
 
     ids: torch.Tensor
     mask: torch.Tensor
-    content: torch.Tensor
+    features: torch.Tensor
 
     @classmethod
-    def of(cls, encodings: Sequence[Encoding], content: Sequence[int]) -> Tokens:
+    def of(cls, encodings: Sequence[Encoding], features: np.ndarray) -> Tokens:
         width = max(len(e.ids) for e in encodings)
         ids = torch.zeros((len(encodings), width), dtype=torch.long)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
         lengths = torch.tensor([len(e.ids) for e in encodings])
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        return cls(ids, mask, torch.tensor(list(content), dtype=torch.long))
+        return cls(ids, mask, torch.from_numpy(np.asarray(features, np.float32)))
 
     def to(self, device: torch.device) -> Tokens:
-        return Tokens(self.ids.to(device), self.mask.to(device), self.content.to(device))
+        return Tokens(self.ids.to(device), self.mask.to(device), self.features.to(device))
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,10 @@ class BatchReader:
         *,
         architecture: Architecture = "bi-encoder",
         prompt_keeps: Truncation = "start",
+        features: Sequence[str] = TRAINED_FEATURES,
     ) -> None:
         self.reader = reader
+        self.features = features
         self.prompts = prompts
         self.texts = texts
         self.groups = groups
@@ -116,11 +119,14 @@ class BatchReader:
                     self.prompts[prompt], [self.texts[i] for i in row], keep=self.prompt_keeps
                 )
             ]
-            return Batch(matrix.shape, Tokens.of(*zip(*pairs, strict=True)))
+            encodings, counts = zip(*pairs, strict=True)
+            texts = [self.texts[i] for i in matrix.reshape(-1)]
+            features = candidate_features(texts, np.array(counts), self.features)
+            return Batch(matrix.shape, Tokens.of(encodings, features))
         records, inverse = np.unique(matrix, return_inverse=True)
         prompt_ids, prompt_inverse = np.unique(row_prompts, return_inverse=True)
-        texts = self._first_windows([self.texts[i] for i in records], "start")
-        prompts = self._first_windows([self.prompts[i] for i in prompt_ids], self.prompt_keeps)
+        texts = self._first_windows([self.texts[i] for i in records], "start", self.features)
+        prompts = self._first_windows([self.prompts[i] for i in prompt_ids], self.prompt_keeps, ())
         return Batch(
             matrix.shape,
             texts,
@@ -129,9 +135,10 @@ class BatchReader:
             torch.from_numpy(prompt_inverse),
         )
 
-    def _first_windows(self, texts: list[str], keep: Truncation) -> Tokens:
+    def _first_windows(self, texts: list[str], keep: Truncation, features: Sequence[str]) -> Tokens:
         windows = [first for first, *_ in self.reader.windows(texts, keep=keep)]
-        return Tokens.of(windows, [content_tokens(w) for w in windows])
+        counts = np.array([content_tokens(w) for w in windows])
+        return Tokens.of(windows, candidate_features(texts, counts, features))
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -246,7 +253,7 @@ def _rewards(
     """Rewards (rows, columns): every column under its row's input."""
     texts = batch.texts.to(device)
     embeddings = encoder(texts.ids, texts.mask)
-    features = torch.log1p(texts.content.float())[:, None]
+    features = texts.features
     if batch.prompts is None:  # a cross-encoder: one encoded pair per cell
         return head(torch.cat([embeddings, features], dim=1).reshape(*batch.shape, -1))
     assert batch.cells is not None and batch.prompt_rows is not None

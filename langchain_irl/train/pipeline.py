@@ -37,7 +37,8 @@ from langchain_irl.reward_model.card import (
     PrefixHeadInfo,
 )
 from langchain_irl.reward_model.encoder import OnnxEncoder, TextReader, Truncation
-from langchain_irl.reward_model.model import RewardModel, candidate_features
+from langchain_irl.reward_model.features import TRAINED_FEATURES, candidate_features
+from langchain_irl.reward_model.model import RewardModel
 from langchain_irl.reward_model.rendering import PromptFormat
 from langchain_irl.train.artifact import write_model_folder
 from langchain_irl.train.config import TrainConfig
@@ -133,7 +134,7 @@ class EncodedSet:
         return np.array([len(text) for text in self.texts], dtype=np.int64)
 
     def phi(self, feature_names: Sequence[str]) -> np.ndarray:
-        features = candidate_features(self.token_counts, feature_names)
+        features = candidate_features(self.texts, self.token_counts, feature_names)
         prompts = None if self.prompt_embeddings is None else self.prompt_embeddings[self.groups]
         return head_features(prompts, self.embeddings, features)
 
@@ -233,7 +234,12 @@ def train(
 
     Each stage below takes what it needs and returns what the later ones read."""
     _check_data(demos, samples)  # before seconds of loading and exporting the encoder
-    head_info = HeadInfo(kind=config.architecture, hidden=config.hidden, members=config.members)
+    head_info = HeadInfo(
+        kind=config.architecture,
+        features=config.features,
+        hidden=config.hidden,
+        members=config.members,
+    )
     with tempfile.TemporaryDirectory(prefix="langchain-irl-") as tmp:
         work = Path(tmp)
         encoder = export_base_encoder(work, config)
@@ -413,7 +419,7 @@ def fit_head(records: EncodedSet, head_info: HeadInfo, config: TrainConfig) -> l
         records.prompt_embeddings,
         records.groups,
         records.embeddings,
-        candidate_features(records.token_counts, head_info.features),
+        candidate_features(records.texts, records.token_counts, head_info.features),
     )
     # A frozen cross-encoder read each output with its own input only; fine-tuning adds off-topic.
     off_topic = 0 if records.prompt_embeddings is None else config.off_topic
@@ -446,6 +452,7 @@ def fine_tune_encoder(
         records.groups,
         architecture=config.architecture,
         prompt_keeps=config.prompt_reading,
+        features=config.features,
     )
     layers, report = fine_tune(
         encoder.torch_encoder,
@@ -562,7 +569,7 @@ def fit_prefix(
         phi = head_features(
             None if prompts is None else prompts[groups],
             embeddings,
-            candidate_features(counts, head_info.features),
+            candidate_features(cut.texts, counts, head_info.features),
         )
         return cut, phi, sources
 
@@ -822,7 +829,7 @@ def supervised_ceiling(
 def supervised_rewards(
     train_set: EncodedSet,
     valid_set: EncodedSet,
-    features: Sequence[str] = ("log_tokens",),
+    features: Sequence[str] = TRAINED_FEATURES,
     hidden: Sequence[int] = (),
     seed: int = 0,
 ) -> np.ndarray | None:

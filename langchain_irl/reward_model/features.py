@@ -1,0 +1,60 @@
+"""The head's scalar features of a candidate, beside its embedding.
+
+- `log_tokens`: log(1 + content tokens read). Length is part of what makes an answer good, but
+  the encoder reads at most `candidate_chunks` windows: past that, a text cut in half looks the
+  same to it (older folders read this one).
+- `log_words`: log(1 + words in the whole text), so that cutting a long text short shows.
+- `log_distinct_words`: log(1 + distinct words). A mean-pooled encoder reads an answer written
+  twice much like the answer itself, only longer; its distinct words are those of the answer.
+  With both counts a head (trained against edited copies, `langchain_irl.data.edits`) can pay for
+  new words and not for repeated ones. Both counts ignore word order, so a shuffle cannot move
+  them.
+
+A folder's card names the features its head reads (`HeadInfo.features`), so older folders keep
+reading only `log_tokens`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from langchain_irl.reward_model.card import Feature
+
+_WORD = re.compile(r"\w+")
+
+
+def words_of(text: str) -> list[str]:
+    """The text's words, case-folded."""
+    return _WORD.findall(text.casefold())
+
+
+def _log_counts(texts: Sequence[str], count: Callable[[list[str]], int]) -> np.ndarray:
+    return np.log1p(np.array([count(words_of(text)) for text in texts], np.float32))
+
+
+FEATURES: dict[str, Callable[[Sequence[str], np.ndarray], np.ndarray]] = {
+    "log_tokens": lambda texts, tokens: np.log1p(tokens.astype(np.float32)),
+    "log_words": lambda texts, tokens: _log_counts(texts, len),
+    "log_distinct_words": lambda texts, tokens: _log_counts(texts, lambda words: len(set(words))),
+}
+"""Every feature by name: (candidate texts, content tokens read of each) -> (n,) values."""
+
+TRAINED_FEATURES: tuple[Feature, ...] = ("log_words", "log_distinct_words")
+"""What `train` gives a new head."""
+
+
+def candidate_features(
+    texts: Sequence[str], token_counts: np.ndarray, names: Sequence[str]
+) -> np.ndarray:
+    """The head's features `names` of each candidate, float32 (n, len(names))."""
+    unknown = set(names) - FEATURES.keys()
+    if unknown:
+        raise ValueError(f"unknown head features {sorted(unknown)}; known: {sorted(FEATURES)}")
+    tokens = np.asarray(token_counts)
+    if len(texts) != len(tokens):
+        raise ValueError(f"{len(texts)} texts but {len(tokens)} token counts")
+    columns = [FEATURES[name](texts, tokens) for name in names]
+    return np.stack(columns, axis=1) if columns else np.zeros((len(tokens), 0), np.float32)
