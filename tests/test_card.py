@@ -27,8 +27,10 @@ def test_bundled_model_loads_and_names_its_parts(model_copy: Path) -> None:
         "tokenizer.json",
         "demonstrations.json",
         "demonstrations.npy",
+        "prefix_head.onnx",
     }
     assert card.encoder.name == "all-MiniLM-L6-v2"
+    assert card.head.members == 5 and card.prefix_head is not None
     assert card.calibration is not None and card.metrics
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -274,8 +275,14 @@ def test_the_prefix_head_is_carded_and_judges_beginnings(
 
 
 def test_a_folder_without_a_prefix_head_judges_beginnings_by_the_reward(
-    model: RewardModel, cartoon: tuple[str, list[str]]
+    model_copy: Path, cartoon: tuple[str, list[str]]
 ) -> None:
+    """The bundled folder, as a folder from before prefix heads (or `--prefix-head never`)."""
+    card = json.loads((model_copy / "card.json").read_text(encoding="utf-8"))
+    del card["prefix_head"], card["files"]["prefix_head.onnx"]
+    (model_copy / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    (model_copy / "prefix_head.onnx").unlink()
+    model = RewardModel.load(model_copy)
     prompt, captions = cartoon
     beginnings = [first_words(c, 4) for c in captions]
     assert model.card.prefix_head is None
