@@ -16,6 +16,7 @@ reading only `log_tokens`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -31,16 +32,26 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def _log_counts(texts: Sequence[str], count: Callable[[list[str]], int]) -> np.ndarray:
-    return np.log1p(np.array([count(words_of(text)) for text in texts], np.float32))
+class _Candidates:
+    """Candidates as the features read them; each text is split into words once, if at all."""
+
+    def __init__(self, texts: Sequence[str], tokens: np.ndarray) -> None:
+        self.texts, self.tokens = texts, tokens
+
+    @functools.cached_property
+    def words(self) -> list[list[str]]:
+        return [words_of(text) for text in self.texts]
+
+    def log_counts(self, count: Callable[[list[str]], int]) -> np.ndarray:
+        return np.log1p(np.array([count(words) for words in self.words], np.float32))
 
 
-FEATURES: dict[str, Callable[[Sequence[str], np.ndarray], np.ndarray]] = {
-    "log_tokens": lambda texts, tokens: np.log1p(tokens.astype(np.float32)),
-    "log_words": lambda texts, tokens: _log_counts(texts, len),
-    "log_distinct_words": lambda texts, tokens: _log_counts(texts, lambda words: len(set(words))),
+FEATURES: dict[str, Callable[[_Candidates], np.ndarray]] = {
+    "log_tokens": lambda c: np.log1p(c.tokens.astype(np.float32)),
+    "log_words": lambda c: c.log_counts(len),
+    "log_distinct_words": lambda c: c.log_counts(lambda words: len(set(words))),
 }
-"""Every feature by name: (candidate texts, content tokens read of each) -> (n,) values."""
+"""Every feature by name: candidates (texts, content tokens read of each) -> (n,) values."""
 
 TRAINED_FEATURES: tuple[Feature, ...] = ("log_words", "log_distinct_words")
 """What `train` gives a new head."""
@@ -56,5 +67,6 @@ def candidate_features(
     tokens = np.asarray(token_counts)
     if len(texts) != len(tokens):
         raise ValueError(f"{len(texts)} texts but {len(tokens)} token counts")
-    columns = [FEATURES[name](texts, tokens) for name in names]
+    candidates = _Candidates(texts, tokens)
+    columns = [FEATURES[name](candidates) for name in names]
     return np.stack(columns, axis=1) if columns else np.zeros((len(tokens), 0), np.float32)
