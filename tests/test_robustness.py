@@ -115,10 +115,23 @@ def test_candidate_features_count_words_and_distinct_words() -> None:
     expected = [[np.log1p(4), np.log1p(12), np.log1p(8)], [np.log1p(1), np.log1p(1), np.log1p(1)]]
     np.testing.assert_allclose(features, expected, rtol=1e-6)
     shuffled = EDITS["words shuffled"](TEXT, np.random.default_rng(0))
+    counts = ["log_words", "log_distinct_words"]
     np.testing.assert_array_equal(  # no count can tell a shuffle
-        candidate_features([TEXT], tokens[:1], TRAINED_FEATURES),
-        candidate_features([shuffled], tokens[:1], TRAINED_FEATURES),
+        candidate_features([TEXT], tokens[:1], counts),
+        candidate_features([shuffled], tokens[:1], counts),
     )
+    endings = ["Done.", "a list:", "it ends (here)", "“Quoted.”  ", "cut mid", "```", ""]
+    assert candidate_features(endings, np.ones(7), ["ends_finished"]).ravel().tolist() == [
+        1,
+        0,
+        1,
+        1,
+        0,
+        1,
+        0,
+    ]
+    cut = EDITS["truncated to its first half"](TEXT, np.random.default_rng(0))
+    assert candidate_features([TEXT, cut], tokens, ["ends_finished"]).ravel().tolist() == [1, 0]
     assert candidate_features(texts, tokens, []).shape == (2, 0)
     with pytest.raises(ValueError, match=r"unknown head features \['length'\]"):
         candidate_features(texts, tokens, ["length"])
@@ -242,20 +255,36 @@ def test_conservative_best_of_n_picks_by_mean_minus_spread(
     ensemble: RewardModel, cartoon: tuple[str, list[str]]
 ) -> None:
     prompt, captions = cartoon
-    llm = FakeListChatModel(responses=captions[:6])
+    members = ensemble.score_members(prompt, captions)
+    mean, spread = members.mean(axis=1), members.std(axis=1)
+    while spread[int(np.argmax(mean))] <= spread.min():  # no weight could change that pick
+        keep = np.arange(len(captions)) != int(np.argmax(mean))
+        captions, mean, spread = (
+            [c for c, k in zip(captions, keep, strict=True) if k],
+            mean[keep],
+            spread[keep],
+        )
+    top = int(np.argmax(mean))
+    # the least weight at which a steadier caption overtakes the top one, and a little more
+    overtakes = [
+        (mean[top] - mean[i]) / (spread[top] - spread[i])
+        for i in range(len(captions))
+        if spread[i] < spread[top]
+    ]
+    weight = 1.5 * min(overtakes)
     best = BestOfN(
-        llm=llm,
+        llm=FakeListChatModel(responses=captions),
         reward_model=ensemble,
-        n=6,
+        n=len(captions),
         selection="conservative",
-        risk_weight=2.0,
+        risk_weight=weight,
         max_concurrency=1,
         return_all=True,
     )
     message = best.invoke(prompt)
     meta = message.response_metadata["best_of_n"]
     members = ensemble.score_members(prompt, meta["candidates"])
-    value = members.mean(axis=1) - 2.0 * members.std(axis=1)
+    value = members.mean(axis=1) - weight * members.std(axis=1)
     assert message.content == meta["candidates"][int(np.argmax(value))]
     assert np.argmax(value) != np.argmax(members.mean(axis=1))  # here the rule changes the pick
     np.testing.assert_allclose(meta["spreads"], members.std(axis=1), atol=1e-5)

@@ -48,7 +48,7 @@ class EncoderInfo(_Strict):
 
 
 Architecture = Literal["bi-encoder", "cross-encoder"]
-Feature = Literal["log_tokens", "log_words", "log_distinct_words"]
+Feature = Literal["log_tokens", "log_words", "log_distinct_words", "ends_finished"]
 """A scalar the head reads beside the embeddings (`reward_model.features`)."""
 
 
