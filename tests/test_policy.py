@@ -219,6 +219,41 @@ def test_the_cli_trains_with_dpo_and_exports(
     _check_openai_exports(export)
 
 
+def test_demonstrations_are_cloned_first_and_a_rerun_replays_the_clone(
+    tiny_base: Path,
+    cartoons: list[dict[str, str]],
+    contests: list[dict[str, Any]],
+    tmp_path: Path,
+    capsys: Any,
+) -> None:
+    inputs, demos = tmp_path / "cartoons.jsonl", tmp_path / "demos.jsonl"
+    inputs.write_text("".join(json.dumps(c) + "\n" for c in cartoons))
+    shown = [
+        {"cartoon": c["description"], "output": caption["text"]}
+        for c in contests[:3]
+        for caption in c["captions"][:2]
+    ]
+    demos.write_text("".join(json.dumps(d) + "\n" for d in shown))
+    out = tmp_path / "student"
+    command = ["distill", "--base", str(tiny_base), "--reward-model", "caption-humor"]
+    command += ["--prompt", str(ROOT / "examples/prompt.json"), "--inputs", str(inputs)]
+    command += ["--demonstrations", str(demos), "--out", str(out), "--n", "2", "--steps", "2"]
+    command += ["--batch-size", "2", "--max-tokens", "8", "--eval-samples", "1", "--device", "cpu"]
+    assert main(command) == 0
+    card = json.loads((out / "policy_card.json").read_text())
+    assert card["cloned_demonstrations"] == 6
+    clone, round_one = card["data"]["rounds"]
+    assert clone["round"] == 0 and clone["cloned"] == 6 and clone["training"]["rows"] == 6
+    assert round_one["round"] == 1 and round_one["inputs"] == 2
+    assert (out / "rounds/round-0.adapter/adapter_model.safetensors").is_file()
+    cloned = (out / "rounds/round-0.json").read_bytes()  # records the training's seconds
+    assert main(command) == 0
+    assert (out / "rounds/round-0.json").read_bytes() == cloned  # replayed, not trained again
+    demos.write_text(json.dumps({"cartoon": "A cat chairs a board."}) + "\n")
+    assert main([*command[:-2], "--out", str(tmp_path / "other")]) != 0
+    assert f"{demos}:1" in capsys.readouterr().err  # the file and line of the bad row
+
+
 def test_a_missing_extra_is_one_line(
     tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:

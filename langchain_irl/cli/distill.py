@@ -53,6 +53,12 @@ def add_parser(commands: Any) -> None:
     distill.add_argument(
         "--held-out", type=share, default=0.2, help="share of --inputs held back for the check"
     )
+    distill.add_argument(
+        "--demonstrations",
+        type=Path,
+        help="JSONL: the prompt's variables and an 'output' each; cloned first (round 0, SFT), "
+        "and the rounds improve the clone",
+    )
     distill.add_argument("--out", type=Path, required=True, help="the student's model folder")
     distill.add_argument("--rounds", type=positive, default=1, help="sample-score-train rounds")
     distill.add_argument("--n", type=positive, default=4, help="answers per input per round")
@@ -111,6 +117,9 @@ def run(args: argparse.Namespace) -> None:
     variables = sorted(prompt.input_variables)
     inputs = read_rows(args.inputs, variables, "inputs")
     validation = read_rows(args.validation, variables, "inputs") if args.validation else None
+    demonstrations = None
+    if args.demonstrations:
+        demonstrations = read_rows(args.demonstrations, [*variables, "output"], "demonstrations")
     chat = None
     if args.model:
         params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
@@ -173,6 +182,7 @@ def run(args: argparse.Namespace) -> None:
         validation=validation,
         base_chat=chat,
         export_openai=args.export_openai,
+        demonstrations=demonstrations,
     )
     print(result.summary())
     print(f"wrote {args.out} (card: {args.out / 'policy_card.json'})")

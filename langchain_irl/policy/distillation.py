@@ -1,6 +1,9 @@
 """`distill`: improve a local model against the learned reward, round after round, into a folder.
 
-Each round samples n answers per training input from the current policy, scores them with the
+With `demonstrations`, round 0 first clones them (SFT on each demonstration's output, the
+behaviour-cloning baseline) and the rounds start from the clone: measured on captions, cloning
+then improving against the reward beat both cloning alone and improving the base model. Each
+round samples n answers per training input from the current policy, scores them with the
 reward, keeps the best (RAFT, `method="sft"`) or best-versus-worst pairs (`method="dpo"`), and
 trains a LoRA adapter with TRL, merged into the policy for the next round. The output folder is a
 Hugging Face model folder (merged weights as safetensors, tokenizer, chat template) that
@@ -8,6 +11,7 @@ Hugging Face model folder (merged weights as safetensors, tokenizer, chat templa
 rounds' records under `rounds/`:
 
     rounds/run.json                       what this folder is being trained with (checked on resume)
+    rounds/round-0.adapter/, round-0.json the clone of the demonstrations (with `demonstrations`)
     rounds/held-out-before.*.jsonl        the base policy's answers to the held-out inputs
     rounds/round-1.samples.jsonl          answers, appended as they come (resumable)
     rounds/round-1.scored.jsonl           the same with rewards, one line per input
@@ -113,6 +117,7 @@ def distill(
     validation: Sequence[Mapping[str, Any]] | None = None,
     base_chat: ChatRunnable | None = None,
     export_openai: str | Path | None = None,
+    demonstrations: Sequence[Mapping[str, Any]] | None = None,
     progress: bool = True,
 ) -> DistillResult:
     """Fine-tune `base` (a local Hugging Face folder or `.gguf` file) against the reward.
@@ -122,14 +127,18 @@ def distill(
     `base_chat` is a chat model serving the same base model faster (a llama.cpp server of the
     GGUF file): round 1 and the held-out check before training sample through it; later rounds
     sample from the local student, which no server holds. `export_openai` also writes every
-    round's picks as OpenAI fine-tuning files there (`write_openai_exports`).
+    round's picks as OpenAI fine-tuning files there (`write_openai_exports`). `demonstrations`
+    (the prompt's variables and an `output` each) are cloned first, in round 0, with the same
+    LoRA training as a round; the check before training is of the base, before the clone, and
+    round 1 then samples from the clone, not through `base_chat`.
     """
     config = config or DistillConfig()
     reward = RewardModel.of(reward_model)
     folder = Path(out)
     records = folder / "rounds"
     records.mkdir(parents=True, exist_ok=True)
-    _check_run(records, base, reward, config)
+    clone_rows = [demonstration_row(prompt, row) for row in demonstrations or ()]
+    _check_run(records, base, reward, config, len(clone_rows))
     train, held = _split(
         _distinct([_messages(prompt, row) for row in inputs]),
         None if validation is None else _distinct([_messages(prompt, r) for r in validation]),
@@ -161,6 +170,9 @@ def distill(
     before = check(local(config.seed, config.eval_samples), "held-out-before")
     rounds: list[dict[str, Any]] = []
     picks: list[Scored] = []
+    if clone_rows:
+        model, cloned = _clone(model, tokenizer, clone_rows, records, config, device, progress)
+        rounds.append(cloned)
     for number in range(1, config.rounds + 1):
         name = f"round-{number}"
         summary, adapter = records / f"{name}.json", records / f"{name}.adapter"
@@ -170,7 +182,7 @@ def distill(
             picks += _read_scored(records / f"{name}.scored.jsonl")
             continue
         chat: ChatRunnable = local(config.seed + number, config.n)
-        if number == 1 and base_chat is not None:
+        if number == 1 and base_chat is not None and not clone_rows:  # it serves the base
             chat = base_chat
         scored = sample_and_score(chat, reward, train, config.n, records, name)
         rows = _training_rows(scored, config)
@@ -202,6 +214,7 @@ def distill(
         "method": config.method,
         "rounds": config.rounds,
         "round_one_sampled_by": _describe(base_chat),
+        "cloned_demonstrations": len(clone_rows),
         "data": {
             "train_inputs": len(train),
             "held_out_inputs": len(held),
@@ -249,6 +262,38 @@ def export_best_of_n(
     )
 
 
+def demonstration_row(prompt: ChatPromptTemplate, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A demonstration (`prompt`'s variables and its `output`) as TRL's conversational
+    prompt-completion row: what behaviour cloning trains on."""
+    if not isinstance(row.get("output"), str):
+        raise ValueError(f"a demonstration needs an 'output' string, got keys {sorted(row)}")
+    return {
+        "prompt": _messages(prompt, row),
+        "completion": [{"role": "assistant", "content": row["output"]}],
+    }
+
+
+def _clone(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    records: Path,
+    config: DistillConfig,
+    device: str,
+    progress: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """Round 0: the policy fine-tuned on the demonstrations, or replayed from its adapter."""
+    summary, adapter = records / "round-0.json", records / "round-0.adapter"
+    if summary.exists() and adapter.exists():
+        return merge_adapter(model, adapter), json.loads(summary.read_text("utf-8"))
+    model, trained = fine_tune(
+        model, tokenizer, rows, "sft", config.training, adapter, device=device, progress=progress
+    )
+    stats = {"round": 0, "cloned": len(rows), "training": trained}
+    summary.write_text(json.dumps(stats, indent=2) + "\n", "utf-8")
+    return model, stats
+
+
 def _messages(prompt: ChatPromptTemplate, row: Mapping[str, Any]) -> Messages:
     """The policy's prompt for one input, as role/content messages."""
     messages = convert_to_openai_messages(prompt.format_messages(**row))
@@ -280,14 +325,18 @@ def _split(
     )
 
 
-def _check_run(records: Path, base: str | Path, reward: RewardModel, config: DistillConfig) -> None:
-    """A folder being resumed was started with this base, reward and configuration (only the
-    number of rounds may grow, and the device change); a new one records them."""
+def _check_run(
+    records: Path, base: str | Path, reward: RewardModel, config: DistillConfig, cloned: int
+) -> None:
+    """A folder being resumed was started with this base, reward, configuration and number of
+    cloned demonstrations (only the number of rounds may grow, and the device change); a new one
+    records them."""
     path = records / "run.json"
     run: dict[str, Any] = {
         "base": str(base),
         "reward_model": reward.fingerprint,
         "config": config.to_json(),
+        **({"cloned_demonstrations": cloned} if cloned else {}),  # older folders: none
     }
     if not path.exists():
         path.write_text(json.dumps(run, indent=2) + "\n", "utf-8")
