@@ -27,7 +27,8 @@ from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.plots import line_plot
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFIXES = SpeculativeRejection().checkpoints  # the default schedule's
+# the default schedule's checkpoints, and the powers of two the prefix head is trained around
+PREFIXES = tuple(sorted({16, 32, 64, 128, *SpeculativeRejection().checkpoints}))
 
 
 def main() -> None:

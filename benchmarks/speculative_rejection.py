@@ -16,6 +16,10 @@ option (so `max_concurrency` is its default). For each token rate, side by side:
 
     python benchmarks/speculative_rejection.py [--instructions 24] [--token-rates 100 400]
         [--schedules]   # also the alternative schedules, for the tokens-vs-quality curve
+    python benchmarks/speculative_rejection.py --sweep   # offline: the lock-step algorithm under
+        # many schedules (checkpoints, keep, min_survivors) on every held-out instruction, cut
+        # into disjoint draws of 16; PNG models/speculative_schedules.png. How the defaults are
+        # chosen, before the streaming run confirms them.
 """
 
 from __future__ import annotations
@@ -40,10 +44,25 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "16/32/64, keep 1/2": SpeculativeRejection(checkpoints=(16, 32, 64)),
-    "8/16/32/64, keep 1/2": SpeculativeRejection(checkpoints=(8, 16, 32, 64)),
-    "16/32/64/128, keep 1/3": SpeculativeRejection(keep=1 / 3),
+    "24/48/96, keep 1/3, min 2 (the sweep's pick for the previous folder)": SpeculativeRejection(
+        checkpoints=(24, 48, 96), keep=1 / 3, min_survivors=2
+    ),
+    "32/64/128, keep 1/3, min 1": SpeculativeRejection(
+        checkpoints=(32, 64, 128), keep=1 / 3, min_survivors=1
+    ),
 }
+SWEEP = [  # (checkpoints, keep, min_survivors) for --sweep
+    (checkpoints, keep, survivors)
+    for checkpoints in [
+        (16, 32, 64, 128),
+        (16, 32, 64),
+        (12, 24, 48, 96),
+        (24, 48, 96),
+        (32, 64, 128),
+    ]
+    for keep in (1 / 4, 1 / 3, 1 / 2)
+    for survivors in (1, 2, 4)
+]
 
 
 @dataclass
@@ -65,13 +84,22 @@ def main() -> None:
     parser.add_argument("--first-token", type=float, nargs=2, default=[0.1, 1.0])
     parser.add_argument("--schedules", action="store_true", help="also other schedules")
     parser.add_argument("--plot", type=Path, default=ROOT / "models/speculative_rejection.png")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: the lock-step algorithm offline under many schedules, on every held-out "
+        "instruction (how the defaults are chosen)",
+    )
+    parser.add_argument(
+        "--sweep-plot", type=Path, default=ROOT / "models/speculative_schedules.png"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # duplicate-candidate notices: not what is measured here
     records = read_alpaca_eval(args.data)
     chosen = held_out([r["instruction"] for r in records], 0.2, seed=0)  # never trained on
     records = sorted(
         (r for r in records if r["instruction"] in chosen), key=lambda r: r["instruction"]
-    )[: args.instructions]
+    )[: None if args.sweep else args.instructions]
     served = {
         r["instruction"]: {g: o for g, o in r["outputs"].items() if g != ALPACA_REFERENCE}
         for r in records
@@ -83,6 +111,10 @@ def main() -> None:
     }
     pools = {prompt: [text for text, _ in outputs.values()] for prompt, outputs in served.items()}
     reward_model = RewardModel.load(args.model)
+    judged = _Judged(reward_model)
+    if args.sweep:
+        _sweep(judged, served, judge, args.n, args.sweep_plot)
+        return
     first, last = args.first_token
 
     tables: dict[float, dict[str, Measured]] = {}
@@ -103,9 +135,6 @@ def main() -> None:
                     **readme, speculative=True
                 ),
             }
-            runs["speculative, max_concurrency=8 (the earlier default)"] = BestOfN(
-                **readme, speculative=True, max_concurrency=8
-            )
             if args.schedules:
                 runs |= {
                     f"speculative, {name}": BestOfN(**readme, speculative=schedule)
@@ -114,7 +143,7 @@ def main() -> None:
             tables[rate] = asyncio.run(_measure_all(runs, pools, judge, server))
             drawn = {prompt: server.answers_in_turn(prompt, args.n) for prompt in pools}
         tables[rate]["lock-step ideal (offline: no latency, no overshoot)"] = _lockstep_ideal(
-            reward_model, drawn, judge, SpeculativeRejection()
+            judged, list(drawn.items()), judge, SpeculativeRejection()
         )
 
     print(
@@ -177,26 +206,48 @@ async def _measure_all(
     return results
 
 
+class _Judged:
+    """The reward's score of each whole answer and each prefix, computed once per (prompt, text,
+    checkpoint): a sweep of schedules over the same answers reads them many times."""
+
+    def __init__(self, reward_model: RewardModel) -> None:
+        self.reward_model = reward_model
+        self._scores: dict[tuple[str, str, int | None], float] = {}
+
+    def scores(self, prompt: str, texts: list[str], checkpoint: int | None) -> np.ndarray:
+        """Whole answers' rewards (`checkpoint` None), else the prefix judge's score of their
+        first `checkpoint` tokens (the prefix head, where the folder has one)."""
+        missing = sorted({t for t in texts if (prompt, t, checkpoint) not in self._scores})
+        if missing:
+            scorer = self.reward_model.scorer(prompt)
+            if checkpoint is None:
+                scored = scorer.score_candidates(missing).rewards
+            else:
+                scored = scorer.score_prefixes([first_words(t, checkpoint) for t in missing])
+            self._scores |= {
+                (prompt, t, checkpoint): float(v) for t, v in zip(missing, scored, strict=True)
+            }
+        return np.array([self._scores[(prompt, t, checkpoint)] for t in texts])
+
+
 def _lockstep_ideal(
-    reward_model: RewardModel,
-    drawn: dict[str, list[str]],
+    judged: _Judged,
+    draws: list[tuple[str, list[str]]],
     judge: dict[tuple[str, str], float],
     schedule: SpeculativeRejection,
 ) -> Measured:
-    """The original algorithm on the same 16 answers, computed offline: every candidate reaches a
+    """The original algorithm on the same answers, computed offline: every candidate reaches a
     checkpoint together, the best `keep` share of those still writing goes on, nothing is written
     past a cut. What the reward's prefixes allow, with no network in the way."""
     tokens, quality = [], []
-    for prompt, answers in drawn.items():
-        scorer = reward_model.scorer(prompt)
+    for prompt, answers in draws:
         words = [answer.split(" ") for answer in answers]  # the server's tokens
         alive, spent = list(range(len(answers))), [len(w) for w in words]
         for checkpoint in schedule.checkpoints:
             writing = [i for i in alive if len(words[i]) > checkpoint]
             if len(alive) <= schedule.min_survivors or not writing:
                 break
-            prefixes = [first_words(answers[i], checkpoint) for i in writing]
-            rewards = scorer.score_prefixes(prefixes)  # the prefix head, where the folder has one
+            rewards = judged.scores(prompt, [answers[i] for i in writing], checkpoint)
             keep = max(
                 schedule.passing(len(writing)), schedule.min_survivors - (len(alive) - len(writing))
             )
@@ -204,11 +255,63 @@ def _lockstep_ideal(
             for i in ranked[keep:]:
                 spent[i] = checkpoint
             alive = [i for i in alive if i not in ranked[keep:]]
-        whole = scorer.score_candidates([answers[i] for i in alive]).rewards
+        whole = judged.scores(prompt, [answers[i] for i in alive], None)
         pick = answers[alive[int(np.argmax(whole))]]
         tokens.append(sum(spent))
         quality.append(judge.get((prompt, pick), 0.0))
     return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
+
+
+def _sweep(
+    judged: _Judged,
+    served: dict[str, dict[str, tuple[str, float | None]]],
+    judge: dict[tuple[str, str], float],
+    n: int,
+    plot: Path,
+) -> None:
+    """The lock-step algorithm offline under every schedule of SWEEP, on every held-out
+    instruction's answers cut into disjoint draws of n (seeded): tokens against quality, to
+    choose the defaults by."""
+    rng = np.random.default_rng(0)
+    draws = []
+    for prompt, outputs in served.items():
+        texts = [text for text, _ in outputs.values()]
+        order = rng.permutation(len(texts)).tolist()
+        draws += [
+            (prompt, [texts[i] for i in order[start : start + n]])
+            for start in range(0, len(texts) - n + 1, n)
+        ]
+    single = float(np.mean([judge.get((p, t), 0.0) for p, answers in draws for t in answers]))
+    full = _lockstep_ideal(judged, draws, judge, SpeculativeRejection(keep=1.0))
+    print(
+        f"offline lock-step sweep: {len(served)} held-out instructions, {len(draws)} draws of "
+        f"{n} answers; one call {single:.3f}, best-of-{n} {full.quality:.3f} "
+        f"({full.tokens:.0f} tokens)\n"
+    )
+    print(f"{'checkpoints':22} {'keep':>5} {'min':>4} {'tokens vs bo':>13} {'gain kept':>10}")
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    default = SpeculativeRejection()
+    for checkpoints, keep, survivors in SWEEP:
+        schedule = SpeculativeRejection(checkpoints=checkpoints, keep=keep, min_survivors=survivors)
+        measured = _lockstep_ideal(judged, draws, judge, schedule)
+        ratio = full.tokens / measured.tokens
+        kept = (measured.quality - single) / (full.quality - single)
+        mark = "  <- defaults" if schedule == default else ""
+        print(
+            f"{'/'.join(map(str, checkpoints)):22} {keep:>5.2f} {survivors:>4} "
+            f"{ratio:>12.2f}x {kept:>9.0%}{mark}"
+        )
+        xs, ys = series.setdefault(f"{'/'.join(map(str, checkpoints))}, min {survivors}", ([], []))
+        xs.append(ratio)
+        ys.append(kept)
+    line_plot(
+        series,
+        plot,
+        f"lock-step speculative best-of-{n}, offline ({len(draws)} draws); points: keep",
+        f"tokens of best-of-{n} / tokens written",
+        f"share of best-of-{n}'s judge gain kept",
+    )
+    print(f"plot: {plot}")
 
 
 def _print_table(rate: float, results: dict[str, Measured], full_name: str) -> None:
