@@ -16,6 +16,7 @@ from langchain_irl.data.jsonl import write_jsonl
 from langchain_irl.evaluation.metrics import spearman
 from langchain_irl.evaluation.report import evaluate
 from langchain_irl.reward_model.encoder import TextReader
+from langchain_irl.reward_model.features import TRAINED_FEATURES
 from langchain_irl.train.config import FineTuneConfig, TrainConfig
 from langchain_irl.train.encoder import load_encoder
 from langchain_irl.train.finetune import BatchReader, fine_tune
@@ -145,7 +146,8 @@ def test_fine_tune_is_deterministic_and_resumes(data: tuple[list, list], tmp_pat
     groups = np.array([prompts.index(r.input) for r in records])
     is_demo = np.arange(len(records)) < len(demos)
     texts = [r.output for r in records]
-    head = [(np.zeros((2 * 384 + 2, 1), np.float32), np.zeros(1, np.float32))]  # 2 features
+    width = 2 * 384 + len(TRAINED_FEATURES)  # prompt and candidate embeddings, the features
+    head = [(np.zeros((width, 1), np.float32), np.zeros(1, np.float32))]
 
     def run(steps: int, checkpoints: Path | None) -> list:
         encoder, folder = load_encoder()
