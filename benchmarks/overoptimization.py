@@ -12,7 +12,9 @@ the gold gain of the pick over a random answer of the same subset is averaged:
 
 Rules: argmax, conservative (mean - spread of the ensemble members), regularized (plus the mean
 similarity to the other candidates) and softmax (its expected pick, exactly). Each edit's raise
-rate (`data.edits`) is printed beside the curves. Prints a table per task, saves a PNG per task.
+rate (`data.edits`) is printed beside the curves, and so are two paired checks over inputs with
+95% intervals: argmax at the largest n against its peak, and conservative against argmax there.
+Prints a table per task, saves a PNG per task.
 
     python benchmarks/overoptimization.py --captions caption-humor build/caption-humor \\
         --helpful helpful build/helpful [--draws 200] [--plot-dir models]
@@ -37,6 +39,7 @@ from langchain_irl.data.converters import (
 )
 from langchain_irl.data.formats import Example
 from langchain_irl.engine.selection import Selection
+from langchain_irl.evaluation.metrics import paired_interval
 from langchain_irl.evaluation.plots import line_plot
 from langchain_irl.evaluation.probes import edit_metrics
 from langchain_irl.train.pipeline import validation_mask
@@ -133,8 +136,8 @@ def gold_gain(
     risk_weight: float = 1.0,
     proximity_weight: float = 1.0,
     temperature: float = 1.0,
-) -> float:
-    """Mean over inputs and draws of gold(pick) - mean gold of the subset."""
+) -> np.ndarray:
+    """Per input, the mean over draws of gold(pick) - mean gold of the subset."""
     gains = []
     for index, subset in enumerate(subsets):
         gold = task.gold[index][subset]  # (draws, n)
@@ -155,7 +158,22 @@ def gold_gain(
             continue
         picked = gold[np.arange(len(gold)), np.argmax(value, axis=1)]
         gains.append((picked - gold.mean(axis=1)).mean())
-    return float(np.mean(gains))
+    return np.array(gains)
+
+
+def paired_checks(per_input: dict[str, list[np.ndarray]], ns: Sequence[int]) -> str:
+    """The two questions the curves ask, paired over inputs with 95% intervals (Student's t):
+    does argmax at the largest n fall below its own peak at a smaller n, and does conservative
+    at the largest n reach argmax? One number per input, so the interval says how much of a
+    difference the number of held-out inputs can tell from noise."""
+    argmax = per_input["argmax"]
+    peak = int(np.argmax([g.mean() for g in argmax[:-1]])) if len(ns) > 1 else 0
+    mean, low, high = paired_interval(argmax[-1] - argmax[peak])
+    text = f"argmax n={ns[-1]} - n={ns[peak]}: {mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+    if "conservative" in per_input:
+        mean, low, high = paired_interval(per_input["conservative"][-1] - argmax[-1])
+        text += f"; conservative - argmax at n={ns[-1]}: {mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+    return text
 
 
 def raise_rates(model: RewardModel, task: Task, scored: Scored) -> dict[str, float]:
@@ -190,12 +208,15 @@ def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
         model = RewardModel.load(path)
         label = f"{model.name} ({path})" if str(path) != model.name else model.name
         scored = score(model, task)
+        per_input: dict[str, list[np.ndarray]] = {}
         for rule in RULES:
             if rule == "conservative" and model.card.head.members == 1:
                 continue  # no spread: the same picks as argmax
-            gains = [gold_gain(rule, scored, task, subsets[n]) for n in ns]
+            per_input[rule] = [gold_gain(rule, scored, task, subsets[n]) for n in ns]
+            gains = [float(g.mean()) for g in per_input[rule]]
             series[f"{label}: {rule}"] = (list(np.log2(ns)), gains)
             print(f"{label[:28]:<28} {rule:<13}" + "".join(f"{v:>9.4f}" for v in gains))
+        print(f"{'':<28} {paired_checks(per_input, ns)}")
         rates = raise_rates(model, task, scored)
         print(
             f"{'':<28} edits raised: "

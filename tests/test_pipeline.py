@@ -61,6 +61,7 @@ def test_trained_folder_loads_with_metrics_and_calibration(trained: Path) -> Non
     assert {"8", "reward@8"} <= prefix.keys()
     edits = card.training_data["edits"]  # on by default, named in the card
     assert edits["names"] == list(TrainConfig().edits) and edits["copies"] > 0
+    assert edits["copies_of_samples"] > 0  # policy samples are edited too, by default
 
 
 def test_card_calibration_is_what_the_runtime_scores(

@@ -24,7 +24,7 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 from langchain_irl.train.config import TrainConfig
 from langchain_irl.train.head import build_head, head_features, head_forward
 from langchain_irl.train.head_training import CandidateFeatures, train_head
-from langchain_irl.train.losses import CandidateSets, objective_loss
+from langchain_irl.train.losses import CandidateSets, objective_loss, pair_loss
 from langchain_irl.train.pipeline import train
 from tests.conftest import CAPTIONS, DUPLICATE_CANDIDATES
 
@@ -59,19 +59,37 @@ def test_candidate_sets_append_each_demos_own_copies() -> None:
     assert list(matrix[1, 2:]) == [7, 3]  # padded with the demo itself: a tie, no gradient
 
 
+def test_candidate_sets_pair_policy_samples_with_their_copies() -> None:
+    groups = np.array([0, 0, 0, 1, 1, 0, 1, 0])
+    is_demo = np.array([True, False, False, True, False, False, False, False])
+    source = np.array([-1, -1, -1, -1, -1, 1, 4, 0])  # 5 copies sample 1, 6 sample 4, 7 demo 0
+    sets = CandidateSets.from_groups(groups, is_demo, source)
+    assert [list(s) for s in sets.samples] == [[1, 2], [4]]
+    assert sets.pairs.tolist() == [[1, 5], [4, 6]]
+    assert list(sets.edits[:, 0]) == [7, 3]  # a demo's copy stays in its row
+    assert len(sets.draw_pairs(1, np.random.default_rng(0))) == 1
+    held_out = CandidateSets.from_groups(np.where(groups == 1, -1, groups), is_demo, source)
+    assert held_out.pairs.tolist() == [[1, 5]]  # a left-out input's pairs are left out too
+
+
 def test_the_edit_term_ranks_demonstrations_above_their_copies() -> None:
     rewards = torch.tensor([[1.0, 0.0, 2.0]])  # demo, sample, an edited copy scored higher
     plain = objective_loss("maxent", rewards[:, :2])
     assert objective_loss("maxent", rewards, edits=1) > plain
     assert objective_loss("maxent", rewards, edits=1, edit_weight=0.0) == plain
     assert objective_loss("maxent", torch.tensor([[1.0, 0.0, -3.0]]), edits=1) < plain + 0.05
+    pairs = torch.tensor([[0.0, 2.0], [0.0, -3.0]])  # (sample, copy): one copy scored higher
+    assert pair_loss(pairs[:1], 1.0) > pair_loss(pairs[1:], 1.0)
+    assert pair_loss(pairs, 0.0) == 0
 
 
-def test_edit_negatives_close_a_hack_the_demonstrations_teach() -> None:
+@pytest.mark.parametrize("copied", ["demonstrations", "policy samples"])
+def test_edit_negatives_close_a_hack_the_demonstrations_teach(copied: str) -> None:
     """Demonstrations lean a little on a spurious direction (dimension 1) besides what makes them
     good (dimension 0): a reward trained on them alone pays for the spurious direction, so an
-    edit that inflates it (the copy) raises the reward. Ranking each demonstration above its
-    copy teaches the reward not to pay for it."""
+    edit that inflates it (the copy) raises the reward. Ranking each original above its
+    copy teaches the reward not to pay for it, whether the copies are of demonstrations or of
+    policy samples (`CandidateSets.pairs`)."""
     rng = np.random.default_rng(0)
     inputs, per_input, dim = 30, 8, 6
     groups = np.repeat(np.arange(inputs), per_input)
@@ -79,13 +97,13 @@ def test_edit_negatives_close_a_hack_the_demonstrations_teach() -> None:
     candidates = rng.normal(size=(len(groups), dim)).astype(np.float32)
     candidates[is_demo, 0] += 1.5
     candidates[is_demo, 1] += 0.8
-    demos = np.flatnonzero(is_demo)
-    copies = candidates[demos].copy()
+    originals = np.flatnonzero(is_demo if copied == "demonstrations" else ~is_demo)
+    copies = candidates[originals].copy()
     copies[:, 1] += 2.0  # the edit: more of the spurious direction, nothing of the good one
     all_candidates = np.concatenate([candidates, copies])
-    all_groups = np.concatenate([groups, groups[demos]])
-    source = np.concatenate([np.full(len(groups), -1), demos])
-    is_demo_all = np.concatenate([is_demo, np.zeros(len(demos), bool)])
+    all_groups = np.concatenate([groups, groups[originals]])
+    source = np.concatenate([np.full(len(groups), -1), originals])
+    is_demo_all = np.concatenate([is_demo, np.zeros(len(originals), bool)])
     prompts = np.zeros((inputs, dim), np.float32)
     features = np.zeros((len(all_groups), 0), np.float32)
     phi = head_features(prompts[all_groups], all_candidates, features)
@@ -103,7 +121,7 @@ def test_edit_negatives_close_a_hack_the_demonstrations_teach() -> None:
             max_epochs=200,
         )
         rewards = head_forward(layers, phi)
-        return float((rewards[len(groups) :] > rewards[demos]).mean())
+        return float((rewards[len(groups) :] > rewards[originals]).mean())
 
     assert raised(with_edits=False) > 0.9
     assert raised(with_edits=True) < 0.1

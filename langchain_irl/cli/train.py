@@ -95,6 +95,12 @@ def add_parser(commands: Any) -> None:
         "--edit-weight", type=float, default=EDIT_WEIGHT, help="weight of the edit ranking term"
     )
     robust.add_argument(
+        "--edit-samples",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also rank each policy sample above its own edited copies (default: on)",
+    )
+    robust.add_argument(
         "--features",
         nargs="+",
         choices=list(FEATURES),
@@ -157,6 +163,7 @@ def run(args: argparse.Namespace) -> None:
         hidden=tuple(args.hidden),
         off_topic=args.off_topic,
         edits=tuple(args.edits),
+        edit_samples=args.edit_samples,
         edit_weight=args.edit_weight,
         features=tuple(args.features),
         members=args.members,

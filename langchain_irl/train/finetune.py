@@ -37,7 +37,7 @@ from langchain_irl.train.config import Device, FineTuneConfig
 from langchain_irl.train.encoder import SentenceEncoder
 from langchain_irl.train.head import Layer
 from langchain_irl.train.head_training import RewardHead, cell_phi
-from langchain_irl.train.losses import CandidateSets, objective_loss
+from langchain_irl.train.losses import CandidateSets, objective_loss, pair_loss
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +188,13 @@ def fine_tune(
     precision = _autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda") if precision == torch.float16 else None
 
-    def prepare(step: int) -> Batch:
+    def prepare(step: int) -> tuple[Batch, Batch | None]:
         # The same batches whether the run was resumed or not.
         rng = np.random.default_rng([seed, step])
         rows = rng.choice(len(sets.demos), size=min(config.batch, len(sets.demos)), replace=False)
         matrix = sets.draw(config.samples_per_demo, rng, rows, off_topic=off_topic, edits=True)
-        return batches(matrix)
+        pairs = sets.draw_pairs(len(rows), rng)
+        return batches(matrix), batches(pairs) if len(pairs) else None
 
     encoder.train()
     started = time.perf_counter()
@@ -207,13 +208,16 @@ def fine_tune(
     with ThreadPoolExecutor(1, "tokenize") as tokenizer:
         upcoming = tokenizer.submit(prepare, start)
         for step in progress:
-            batch = upcoming.result()
+            batch, pair_batch = upcoming.result()
             if step + 1 < config.steps:
                 upcoming = tokenizer.submit(prepare, step + 1)
             torch.manual_seed(seed * 1_000_003 + step)  # the same dropout masks, resumed or not
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
                 rewards = _rewards(encoder, head, batch, device).float()
                 loss = objective_loss(objective, rewards, sets.edit_columns, edit_weight)
+                if pair_batch is not None:
+                    pair_rewards = _rewards(encoder, head, pair_batch, device).float()
+                    loss = loss + pair_loss(pair_rewards, edit_weight)
             optimizer.zero_grad()
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from langchain_irl.train.head import Layer
-from langchain_irl.train.losses import CandidateSets, objective_loss
+from langchain_irl.train.losses import CandidateSets, objective_loss, pair_loss
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +168,9 @@ def train_head(
 ) -> list[Layer]:
     """The head on frozen features; early stopping on a tenth of the training inputs.
 
-    `source[i]` names the demonstration that record i is an edited copy of (-1: an original):
-    each demonstration is ranked above its copies with weight `edit_weight` (`losses`)."""
+    `source[i]` names the record (demonstration or policy sample) that record i is an edited
+    copy of (-1: an original): each is ranked above its copies with weight `edit_weight`
+    (`losses`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     groups = data.groups
@@ -180,31 +181,35 @@ def train_head(
     fit_sets = CandidateSets.from_groups(np.where(holdout, -1, groups), is_demo & ~holdout, source)
     stop_sets = CandidateSets.from_groups(np.where(holdout, groups, -1), is_demo & holdout, source)
 
-    def loss(rewards: torch.Tensor, sets: CandidateSets) -> torch.Tensor:
-        return objective_loss(objective, rewards, sets.edit_columns, edit_weight)
+    def loss(matrix: np.ndarray, pairs: np.ndarray, sets: CandidateSets) -> torch.Tensor:
+        total = objective_loss(objective, head(data.phi(matrix)), sets.edit_columns, edit_weight)
+        if len(pairs):
+            total = total + pair_loss(head(data.phi(pairs)), edit_weight)
+        return total
 
     if len(fit_sets.demos) == 0:
         raise ValueError("no training input has both a demonstration and a policy sample")
     head = RewardHead(data.size, hidden)
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    stop_phi = None
+    stop_matrix = None
     if len(stop_sets.demos):
         stop_off_topic = off_topic if len(np.unique(stop_sets.groups)) > 1 else 0
         stop_matrix = stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic, edits=True)
-        stop_phi = data.phi(stop_matrix)
+        stop_pairs = stop_sets.draw_pairs(len(stop_matrix), rng)
     stopping = EarlyStopping(head, patience, tolerance=1e-4)
     for _ in tqdm(range(max_epochs), desc=f"{objective} head", unit="epoch", leave=False):
         matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic, edits=True)
+        pairs = fit_sets.draw_pairs(len(matrix), rng)
         optimizer.zero_grad()
-        loss(head(data.phi(matrix)), fit_sets).backward()
+        loss(matrix, pairs, fit_sets).backward()
         optimizer.step()
-        if stop_phi is None:
+        if stop_matrix is None:
             continue
         with torch.no_grad():
-            held = float(loss(head(stop_phi), stop_sets))
+            held = float(loss(stop_matrix, stop_pairs, stop_sets))
         if stopping.stop(held):
             break
-    if stop_phi is not None:
+    if stop_matrix is not None:
         stopping.restore()
         logger.info("%s head: early-stopping loss %.4f", objective, stopping.best)
     is_copy = np.zeros(len(groups), bool) if source is None else source >= 0

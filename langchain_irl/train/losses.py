@@ -14,7 +14,8 @@ Each adds a small reward-centering term (mean reward)^2 so rewards stay near zer
 Edit negatives (`data.edits`: the demonstration repeated, shuffled, cut short, ...) come as the
 last columns of a row. They are not policy samples, so they stay out of the objective above: each
 adds a Bradley-Terry term softplus(R_edit - R_demo), weighted, that ranks the demonstration above
-its own edited copy whatever the objective.
+its own edited copy whatever the objective. Edited copies of policy samples come as pairs
+(sample, copy) beside the rows, with the same term: an edit adds nothing to a weak answer either.
 """
 
 from __future__ import annotations
@@ -34,11 +35,20 @@ def objective_loss(
 ) -> torch.Tensor:
     """The objective over each row's first columns, plus the edit term over its last `edits`."""
     if edits:
-        edited = rewards[:, -edits:]
-        rewards = rewards[:, :-edits]
-        ranking = edit_weight * F.softplus(edited - rewards[:, :1]).mean()
-        return _objective(objective, rewards) + ranking
+        ranking = edit_loss(rewards[:, :1], rewards[:, -edits:], edit_weight)
+        return _objective(objective, rewards[:, :-edits]) + ranking
     return _objective(objective, rewards)
+
+
+def edit_loss(sources: torch.Tensor, copies: torch.Tensor, weight: float) -> torch.Tensor:
+    """Each source ranked above its edited copies (Bradley-Terry), weighted: `sources` (rows, 1)
+    against `copies` (rows, c)."""
+    return weight * F.softplus(copies - sources).mean()
+
+
+def pair_loss(rewards: torch.Tensor, weight: float) -> torch.Tensor:
+    """`edit_loss` over (sample, copy) rows: `CandidateSets.draw_pairs`, scored."""
+    return edit_loss(rewards[:, :1], rewards[:, 1:], weight)
 
 
 def _objective(objective: str, rewards: torch.Tensor) -> torch.Tensor:
@@ -63,14 +73,19 @@ class CandidateSets:
     samples: list[np.ndarray]
     groups: np.ndarray  # the input of each demonstration
     edits: np.ndarray  # (demos, edit columns): its edited copies, padded with the demo itself
+    pairs: np.ndarray  # (copies, 2): a policy sample and an edited copy of it
 
     @classmethod
     def from_groups(
         cls, groups: np.ndarray, is_demo: np.ndarray, source: np.ndarray | None = None
     ) -> CandidateSets:
-        """`source[i]` is the demonstration that record i is an edited copy of (-1: none)."""
+        """`source[i]` is the record (a demonstration or a policy sample) that record i is an
+        edited copy of (-1: none). Records of group -1 are left out."""
         source = np.full(len(groups), -1) if source is None else source
         is_sample = ~is_demo & (source < 0)
+        (copied,) = np.nonzero(source >= 0)
+        of_sample = copied[is_sample[source[copied]] & (groups[source[copied]] >= 0)]
+        pairs = np.stack([source[of_sample], of_sample], axis=1).reshape(-1, 2)
         by_group = {g: np.flatnonzero((groups == g) & is_sample) for g in np.unique(groups)}
         demos = np.array([i for i in np.flatnonzero(is_demo) if len(by_group[groups[i]])], int)
         copies = [np.flatnonzero(source == i) for i in demos]
@@ -83,6 +98,7 @@ class CandidateSets:
             [by_group[groups[i]] for i in demos],
             groups[demos],
             edits.reshape(len(demos), width),
+            pairs,
         )
 
     def draw(
@@ -109,6 +125,13 @@ class CandidateSets:
         if edits and self.edit_columns:
             return np.concatenate([matrix, self.edits[chosen]], axis=1)
         return matrix
+
+    def draw_pairs(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """`count` of the (sample, copy) pairs, drawn without replacement (all of them when
+        there are no more; none when no sample was edited)."""
+        if len(self.pairs) <= count:
+            return self.pairs
+        return self.pairs[np.sort(rng.choice(len(self.pairs), size=count, replace=False))]
 
     @property
     def edit_columns(self) -> int:

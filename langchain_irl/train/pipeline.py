@@ -84,11 +84,11 @@ class EncodedSet:
     is_demo: np.ndarray
     gold: np.ndarray
     source: np.ndarray | None = None
-    """For an edited copy of a demonstration, that demonstration's index (-1: an original)."""
+    """For an edited copy, the index of the record it copies (-1: an original)."""
 
     def subset(self, mask: np.ndarray) -> EncodedSet:
         source = None
-        if self.source is not None:  # renumbered; a copy goes with its demonstration
+        if self.source is not None:  # renumbered; a copy goes with its source
             mask = mask & ((self.source < 0) | mask[np.maximum(self.source, 0)])
             position = np.cumsum(mask) - 1
             kept = self.source[mask]
@@ -107,14 +107,14 @@ class EncodedSet:
 
     @property
     def is_sample(self) -> np.ndarray:
-        """Policy samples: neither demonstrations nor edited copies of them."""
+        """Policy samples: neither demonstrations nor edited copies."""
         copies = np.zeros(len(self.texts), bool) if self.source is None else self.source >= 0
         return ~self.is_demo & ~copies
 
     def with_copies(
         self, source: np.ndarray, texts: list[str], embeddings: np.ndarray, counts: np.ndarray
     ) -> EncodedSet:
-        """These records and edited copies of their demonstrations (`source`: which one)."""
+        """These records and edited copies of some of them (`source`: which one)."""
         own = np.full(len(self.texts), -1) if self.source is None else self.source
         return EncodedSet(
             self.prompts,
@@ -391,13 +391,15 @@ def build_training_groups(
     train_set: EncodedSet, encoder: ExportedEncoder, config: TrainConfig
 ) -> EncodedSet:
     """The candidate groups the head and fine-tuning learn from: each training input's
-    demonstrations and policy samples, and the edited copies of each demonstration
-    (`config.edits`), embedded by the same export, so that fine-tuning re-embeds them too."""
+    demonstrations and policy samples, and the edited copies (`config.edits`) of each
+    demonstration and, with `config.edit_samples`, of each policy sample, embedded by the same
+    export, so that fine-tuning re-embeds them too."""
     if not config.edits:
         return train_set
-    demos = np.flatnonzero(train_set.is_demo)
-    copies = edited_copies([train_set.texts[i] for i in demos], config.edits, config.seed)
-    source = demos[np.array([index for index, _, _ in copies], dtype=np.int64)]
+    edited = train_set.is_demo | (train_set.is_sample if config.edit_samples else False)
+    records = np.flatnonzero(edited)
+    copies = edited_copies([train_set.texts[i] for i in records], config.edits, config.seed)
+    source = records[np.array([index for index, _, _ in copies], dtype=np.int64)]
     texts = [text for _, _, text in copies]
     embeddings, counts = embed_outputs(
         encoder.runtime(config),
@@ -653,11 +655,14 @@ def training_summary(
     if fine_tune_report is not None:
         summary["fine_tune"] = fine_tune_report
     if config.edits:
-        copies = encoded.training_groups.source
+        source = encoded.training_groups.source
+        copied = np.zeros(0, np.int64) if source is None else source[source >= 0]
+        of_demos = int(encoded.training_groups.is_demo[copied].sum())
         summary["edits"] = {
             "names": list(config.edits),
             "weight": config.edit_weight,
-            "copies": int((copies >= 0).sum()) if copies is not None else 0,
+            "copies": of_demos,
+            "copies_of_samples": len(copied) - of_demos,
         }
     if prefix is not None and not prefix.shipped:  # why the folder has none
         summary["prefix_head_not_shipped"] = prefix.info.spearman
