@@ -44,8 +44,8 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "24/48/96, keep 1/3, min 2 (the sweep's pick for the previous folder)": SpeculativeRejection(
-        checkpoints=(24, 48, 96), keep=1 / 3, min_survivors=2
+    "16/32/64/128, keep 1/2, min 1 (the previous defaults)": SpeculativeRejection(
+        checkpoints=(16, 32, 64, 128), keep=1 / 2, min_survivors=1
     ),
     "32/64/128, keep 1/3, min 1": SpeculativeRejection(
         checkpoints=(32, 64, 128), keep=1 / 3, min_survivors=1

@@ -36,12 +36,12 @@ class SpeculativeRejection(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    checkpoints: tuple[int, ...] = (16, 32, 64, 128)
+    checkpoints: tuple[int, ...] = (12, 24, 48, 96)
     """Tokens written (streamed chunks) at which a candidate's prefix is scored."""
     keep: float = Field(default=0.5, gt=0, le=1)
     """Share of the prefixes scored at a checkpoint that go on: the best ceil(keep x scored so
     far). A stream that passed is closed later if enough better ones arrive."""
-    min_survivors: int = Field(default=1, ge=1)
+    min_survivors: int = Field(default=2, ge=1)
     """Never cut a stream when fewer than this many candidates would be left."""
 
     @field_validator("checkpoints")

@@ -16,7 +16,7 @@ from langchain_irl.reward_model.rendering import PromptFormat
 Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-matching-whitened"]
 CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
 Device = Literal["auto", "cpu", "cuda"]
-# At and around speculative rejection's default checkpoints (16, 32, 64, 128 tokens).
+# Around speculative rejection's checkpoints: the defaults (12, 24, 48, 96) fall between these.
 PREFIX_TOKENS = (8, 16, 32, 64, 128)
 
 
