@@ -181,35 +181,38 @@ def train_head(
     fit_sets = CandidateSets.from_groups(np.where(holdout, -1, groups), is_demo & ~holdout, source)
     stop_sets = CandidateSets.from_groups(np.where(holdout, groups, -1), is_demo & holdout, source)
 
-    def loss(matrix: np.ndarray, pairs: np.ndarray, sets: CandidateSets) -> torch.Tensor:
-        total = objective_loss(objective, head(data.phi(matrix)), sets.edit_columns, edit_weight)
-        if len(pairs):
-            total = total + pair_loss(head(data.phi(pairs)), edit_weight)
+    def features(matrix: np.ndarray, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return data.phi(matrix), data.phi(pairs) if len(pairs) else None
+
+    def loss(phi: torch.Tensor, pair_phi: torch.Tensor | None, sets: CandidateSets) -> torch.Tensor:
+        total = objective_loss(objective, head(phi), sets.edit_columns, edit_weight)
+        if pair_phi is not None:
+            total = total + pair_loss(head(pair_phi), edit_weight)
         return total
 
     if len(fit_sets.demos) == 0:
         raise ValueError("no training input has both a demonstration and a policy sample")
     head = RewardHead(data.size, hidden)
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    stop_matrix = None
+    stop = None  # the early-stopping sets' features, drawn once
     if len(stop_sets.demos):
         stop_off_topic = off_topic if len(np.unique(stop_sets.groups)) > 1 else 0
         stop_matrix = stop_sets.draw(samples_per_demo, rng, off_topic=stop_off_topic, edits=True)
-        stop_pairs = stop_sets.draw_pairs(len(stop_matrix), rng)
+        stop = features(stop_matrix, stop_sets.draw_pairs(len(stop_matrix), rng))
     stopping = EarlyStopping(head, patience, tolerance=1e-4)
     for _ in tqdm(range(max_epochs), desc=f"{objective} head", unit="epoch", leave=False):
         matrix = fit_sets.draw(samples_per_demo, rng, off_topic=off_topic, edits=True)
         pairs = fit_sets.draw_pairs(len(matrix), rng)
         optimizer.zero_grad()
-        loss(matrix, pairs, fit_sets).backward()
+        loss(*features(matrix, pairs), fit_sets).backward()
         optimizer.step()
-        if stop_matrix is None:
+        if stop is None:
             continue
         with torch.no_grad():
-            held = float(loss(stop_matrix, stop_pairs, stop_sets))
+            held = float(loss(*stop, stop_sets))
         if stopping.stop(held):
             break
-    if stop_matrix is not None:
+    if stop is not None:
         stopping.restore()
         logger.info("%s head: early-stopping loss %.4f", objective, stopping.best)
     is_copy = np.zeros(len(groups), bool) if source is None else source >= 0
