@@ -54,9 +54,12 @@ SCHEDULES = {
 SWEEP = [  # (checkpoints, keep, min_survivors) for --sweep
     (checkpoints, keep, survivors)
     for checkpoints in [
-        (16, 32, 64, 128),
-        (16, 32, 64),
+        (8, 16, 32, 64),
+        (8, 16, 32, 64, 128),
+        (12, 24, 48),
         (12, 24, 48, 96),
+        (16, 32, 64),
+        (16, 32, 64, 128),
         (24, 48, 96),
         (32, 64, 128),
     ]
@@ -113,7 +116,8 @@ def main() -> None:
     reward_model = RewardModel.load(args.model)
     judged = _Judged(reward_model)
     if args.sweep:
-        _sweep(judged, served, judge, args.n, args.sweep_plot)
+        timing = (args.token_rates, tuple(args.first_token))
+        _sweep(judged, served, judge, args.n, *timing, args.sweep_plot)
         return
     first, last = args.first_token
 
@@ -144,6 +148,9 @@ def main() -> None:
             drawn = {prompt: server.answers_in_turn(prompt, args.n) for prompt in pools}
         tables[rate]["lock-step ideal (offline: no latency, no overshoot)"] = _lockstep_ideal(
             judged, list(drawn.items()), judge, SpeculativeRejection()
+        )
+        tables[rate]["engine's rule offline (this timing, instant scoring)"] = _timed_ideal(
+            judged, list(drawn.items()), judge, SpeculativeRejection(), rate, (first, last)
         )
 
     print(
@@ -262,16 +269,79 @@ def _lockstep_ideal(
     return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
 
 
+def _timed_ideal(
+    judged: _Judged,
+    draws: list[tuple[str, list[str]]],
+    judge: dict[tuple[str, str], float],
+    schedule: SpeculativeRejection,
+    rate: float,
+    first_token: tuple[float, float],
+) -> Measured:
+    """The engine's rule, no barrier, on the same answers under the streaming run's timing,
+    computed offline: each stream's first token after a uniform draw from `first_token` (the same
+    draws for every schedule), then `rate` tokens/s; each prefix, scored the instant it is
+    written, against those scored at its checkpoint so far; every stream still writing below the
+    `keep` share cut, unless fewer than `min_survivors` would be left. No scoring latency, so no
+    overshoot: what timing alone costs against the lock-step ideal."""
+    rng = np.random.default_rng(0)
+    tokens, quality = [], []
+    for prompt, answers in draws:
+        lengths = [len(answer.split(" ")) for answer in answers]  # the server's tokens
+        start = rng.uniform(*first_token, size=len(answers))
+        done = [start[i] + lengths[i] / rate for i in range(len(answers))]
+        prefix = {
+            checkpoint: dict(
+                zip(
+                    reached,
+                    judged.scores(prompt, [answers[i] for i in reached], checkpoint),
+                    strict=True,
+                )
+            )
+            for checkpoint in schedule.checkpoints
+            if (reached := [i for i, n in enumerate(lengths) if n >= checkpoint])
+        }
+        arrivals = sorted(
+            (start[i] + checkpoint / rate, checkpoint, i)
+            for checkpoint, scores in prefix.items()
+            for i in scores
+        )
+        cut: dict[int, float] = {}  # stream -> when
+        scored: dict[int, dict[int, float]] = {checkpoint: {} for checkpoint in prefix}
+        for now, checkpoint, i in arrivals:
+            if i in cut:
+                continue
+            here = scored[checkpoint]
+            here[i] = prefix[checkpoint][i]
+            ranked = sorted(here, key=here.__getitem__, reverse=True)
+            for loser in ranked[schedule.passing(len(here)) :]:
+                writing = loser not in cut and done[loser] > now
+                if writing and len(answers) - len(cut) - 1 >= schedule.min_survivors:
+                    cut[loser] = now
+        spent = [
+            min(lengths[i], int((cut[i] - start[i]) * rate)) if i in cut else lengths[i]
+            for i in range(len(answers))
+        ]
+        alive = [i for i in range(len(answers)) if i not in cut]
+        whole = judged.scores(prompt, [answers[i] for i in alive], None)
+        pick = answers[alive[int(np.argmax(whole))]]
+        tokens.append(sum(spent))
+        quality.append(judge.get((prompt, pick), 0.0))
+    return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
+
+
 def _sweep(
     judged: _Judged,
     served: dict[str, dict[str, tuple[str, float | None]]],
     judge: dict[tuple[str, str], float],
     n: int,
+    rates: list[float],
+    first_token: tuple[float, float],
     plot: Path,
 ) -> None:
-    """The lock-step algorithm offline under every schedule of SWEEP, on every held-out
-    instruction's answers cut into disjoint draws of n (seeded): tokens against quality, to
-    choose the defaults by."""
+    """Every schedule of SWEEP offline, on every held-out instruction's answers cut into disjoint
+    draws of n (seeded): the lock-step algorithm, and the engine's rule under the streaming run's
+    timing at each token rate (`_timed_ideal`); tokens against quality, to choose the defaults
+    by. The plot is the lock-step one."""
     rng = np.random.default_rng(0)
     draws = []
     for prompt, outputs in served.items():
@@ -284,26 +354,28 @@ def _sweep(
     single = float(np.mean([judge.get((p, t), 0.0) for p, answers in draws for t in answers]))
     full = _lockstep_ideal(judged, draws, judge, SpeculativeRejection(keep=1.0))
     print(
-        f"offline lock-step sweep: {len(served)} held-out instructions, {len(draws)} draws of "
-        f"{n} answers; one call {single:.3f}, best-of-{n} {full.quality:.3f} "
-        f"({full.tokens:.0f} tokens)\n"
+        f"offline sweep: {len(served)} held-out instructions, {len(draws)} draws of {n} answers; "
+        f"one call {single:.3f}, best-of-{n} {full.quality:.3f} ({full.tokens:.0f} tokens); "
+        f"tokens of best-of-{n} / tokens written, and the share of its gain kept: lock-step, then "
+        f"the engine's rule with the first token after {first_token[0]:g}-{first_token[1]:g} s\n"
     )
-    print(f"{'checkpoints':22} {'keep':>5} {'min':>4} {'tokens vs bo':>13} {'gain kept':>10}")
+    columns = ["lock-step", *(f"{rate:g} tok/s" for rate in rates)]
+    print(f"{'checkpoints':22} {'keep':>5} {'min':>4} " + " ".join(f"{c:>16}" for c in columns))
     series: dict[str, tuple[list[float], list[float]]] = {}
     default = SpeculativeRejection()
     for checkpoints, keep, survivors in SWEEP:
         schedule = SpeculativeRejection(checkpoints=checkpoints, keep=keep, min_survivors=survivors)
-        measured = _lockstep_ideal(judged, draws, judge, schedule)
-        ratio = full.tokens / measured.tokens
-        kept = (measured.quality - single) / (full.quality - single)
+        measured = [_lockstep_ideal(judged, draws, judge, schedule)] + [
+            _timed_ideal(judged, draws, judge, schedule, rate, first_token) for rate in rates
+        ]
+        ratios = [full.tokens / m.tokens for m in measured]
+        kept = [(m.quality - single) / (full.quality - single) for m in measured]
         mark = "  <- defaults" if schedule == default else ""
-        print(
-            f"{'/'.join(map(str, checkpoints)):22} {keep:>5.2f} {survivors:>4} "
-            f"{ratio:>12.2f}x {kept:>9.0%}{mark}"
-        )
+        cells = " ".join(f"{r:>8.2f}x {k:>6.0%}" for r, k in zip(ratios, kept, strict=True))
+        print(f"{'/'.join(map(str, checkpoints)):22} {keep:>5.2f} {survivors:>4} {cells}{mark}")
         xs, ys = series.setdefault(f"{'/'.join(map(str, checkpoints))}, min {survivors}", ([], []))
-        xs.append(ratio)
-        ys.append(kept)
+        xs.append(ratios[0])
+        ys.append(kept[0])
     line_plot(
         series,
         plot,

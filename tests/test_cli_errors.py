@@ -448,6 +448,19 @@ def test_a_missing_encoder_folder_is_one_line(tmp_path: Path, capsys) -> None:  
     assert "not a Hugging Face model folder" in capsys.readouterr().err
 
 
+def test_prefix_lengths_out_of_order_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from langchain_irl.data.converters import caption_contest
+    from langchain_irl.data.jsonl import write_jsonl
+
+    demos, samples = caption_contest(CAPTIONS, top=2, contests={641}, sample_chunks=["middle"])
+    write_jsonl(tmp_path / "d.jsonl", (d.to_json() for d in demos))
+    write_jsonl(tmp_path / "s.jsonl", (s.to_json() for s in samples[:4]))
+    args = ["train", "--demos", str(tmp_path / "d.jsonl"), "--samples", str(tmp_path / "s.jsonl")]
+    assert main([*args, "--out", str(tmp_path / "m"), "--prefix-tokens", "16", "8"]) == 2
+    assert "prefix_tokens must be increasing" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_training_prints_no_library_warnings(tmp_path: Path) -> None:
     """torch's and the ONNX exporter's warnings are not the user's business."""
     from langchain_irl.data.converters import hh_rlhf

@@ -18,6 +18,7 @@ from langchain_irl.cli.options import (
 )
 from langchain_irl.data.edits import EDIT_WEIGHT, EDITS
 from langchain_irl.reward_model.features import FEATURES, TRAINED_FEATURES
+from langchain_irl.train.config import PREFIX_TOKENS
 
 
 def add_parser(commands: Any) -> None:
@@ -119,6 +120,15 @@ def add_parser(commands: Any) -> None:
         help="ship the prefix head speculative rejection judges streams by: if-better ranks "
         "held-out beginnings better than the reward does (else the reward judges them)",
     )
+    robust.add_argument(
+        "--prefix-tokens",
+        type=positive,
+        nargs="+",
+        default=list(PREFIX_TOKENS),
+        metavar="N",
+        help="prefix lengths the prefix head learns from, increasing (default: "
+        f"{' '.join(map(str, PREFIX_TOKENS))}, around speculative rejection's checkpoints)",
+    )
     tuning = train.add_argument_group("encoder fine-tuning (what moves quality most)")
     tuning.add_argument("--fine-tune-steps", type=int, default=0, help="0: frozen encoder")
     tuning.add_argument("--fine-tune-batch", type=positive, default=16, help="demos per step")
@@ -168,6 +178,7 @@ def run(args: argparse.Namespace) -> None:
         features=tuple(args.features),
         members=args.members,
         prefix_head=args.prefix_head,
+        prefix_tokens=tuple(args.prefix_tokens),
         fine_tune=fine_tune,
         encoder_dir=args.encoder,
         max_tokens=args.max_tokens,

@@ -17,6 +17,7 @@ Objective = Literal["maxent", "bt", "logistic", "feature-matching", "feature-mat
 CLOSED_FORM = ("feature-matching", "feature-matching-whitened")
 Device = Literal["auto", "cpu", "cuda"]
 # Around speculative rejection's checkpoints: the defaults (12, 24, 48, 96) fall between these.
+# Training at them as well changed no held-out Spearman by more than 0.005 (models/README.md).
 PREFIX_TOKENS = (8, 16, 32, 64, 128)
 
 
