@@ -8,7 +8,7 @@ whole answer's reward, and how often the whole answer that scores best is still 
 by its prefix (what a checkpoint that keeps half would keep). Prints a table, saves the curves as
 a PNG.
 
-    python benchmarks/prefix_rewards.py [--instructions 40] [--plot models/prefix_rewards.png]
+    python benchmarks/prefix_rewards.py [--instructions 111] [--plot models/prefix_rewards.png]
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
     parser.add_argument("--model", default="helpful")
-    parser.add_argument("--instructions", type=int, default=40)
+    parser.add_argument(
+        "--instructions", type=int, default=None, help="the first N held out (default: all 111)"
+    )
     parser.add_argument("--plot", type=Path, default=ROOT / "models/prefix_rewards.png")
     args = parser.parse_args()
     warnings.simplefilter("ignore")

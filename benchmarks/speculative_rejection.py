@@ -16,10 +16,11 @@ option (so `max_concurrency` is its default). For each token rate, side by side:
 
     python benchmarks/speculative_rejection.py [--instructions 24] [--token-rates 100 400]
         [--schedules]   # also the alternative schedules, for the tokens-vs-quality curve
-    python benchmarks/speculative_rejection.py --sweep   # offline: the lock-step algorithm under
-        # many schedules (checkpoints, keep, min_survivors) on every held-out instruction, cut
-        # into disjoint draws of 16; PNG models/speculative_schedules.png. How the defaults are
-        # chosen, before the streaming run confirms them.
+    python benchmarks/speculative_rejection.py --sweep   # offline, many schedules (checkpoints,
+        # keep, min_survivors) on every held-out instruction cut into disjoint draws of 16: the
+        # lock-step algorithm, and the engine's rule under the streaming timing at each token
+        # rate; PNG models/speculative_schedules.png. How the defaults are chosen, before the
+        # streaming run confirms them.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ from langchain_irl.testing.server import OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = {
-    "16/32/64/128, keep 1/2, min 1 (the previous defaults)": SpeculativeRejection(
-        checkpoints=(16, 32, 64, 128), keep=1 / 2, min_survivors=1
+    "12/24/48/96, keep 1/2, min 2 (the previous defaults)": SpeculativeRejection(
+        checkpoints=(12, 24, 48, 96), keep=1 / 2, min_survivors=2
     ),
-    "32/64/128, keep 1/3, min 1": SpeculativeRejection(
-        checkpoints=(32, 64, 128), keep=1 / 3, min_survivors=1
+    "16/32/64/128, keep 1/2, min 1 (the defaults before)": SpeculativeRejection(
+        checkpoints=(16, 32, 64, 128), keep=1 / 2, min_survivors=1
     ),
 }
 SWEEP = [  # (checkpoints, keep, min_survivors) for --sweep
@@ -64,7 +65,7 @@ SWEEP = [  # (checkpoints, keep, min_survivors) for --sweep
         (32, 64, 128),
     ]
     for keep in (1 / 4, 1 / 3, 1 / 2)
-    for survivors in (1, 2, 4)
+    for survivors in (1, 2, 3, 4)
 ]
 
 
@@ -312,8 +313,7 @@ def _timed_ideal(
                 continue
             here = scored[checkpoint]
             here[i] = prefix[checkpoint][i]
-            ranked = sorted(here, key=here.__getitem__, reverse=True)
-            for loser in ranked[schedule.passing(len(here)) :]:
+            for loser in schedule.losers(here):
                 writing = loser not in cut and done[loser] > now
                 if writing and len(answers) - len(cut) - 1 >= schedule.min_survivors:
                     cut[loser] = now

@@ -49,10 +49,15 @@ def _settled(server: OpenAICompatibleServer, expected: int) -> int:
 
 
 def test_options() -> None:
-    assert SpeculativeRejection().checkpoints == (12, 24, 48, 96)  # the sweep's pick (README)
+    default = SpeculativeRejection()  # the sweep's pick (README)
+    assert (default.checkpoints, default.keep, default.min_survivors) == ((12, 24, 48, 96), 0.5, 3)
     # of the prefixes scored at a checkpoint so far, the best ceil(keep x scored) go on
     assert [SpeculativeRejection(keep=0.5).passing(k) for k in range(1, 6)] == [1, 1, 2, 2, 3]
     assert [SpeculativeRejection(keep=0.25).passing(k) for k in (1, 4, 5)] == [1, 1, 2]
+    # the streams to close: below that share, worst last
+    scored = {3: 0.1, 7: 0.9, 4: 0.5, 9: -0.2, 1: 0.4}
+    assert SpeculativeRejection(keep=0.5).losers(scored) == [3, 9]  # 3 of 5 go on
+    assert SpeculativeRejection(keep=0.5).losers({5: 1.0}) == []
     for bad in ((), (16, 8), (0, 8), (8, 8)):
         with pytest.raises(ValueError, match="increasing positive"):
             SpeculativeRejection(checkpoints=bad)

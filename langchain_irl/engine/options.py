@@ -11,7 +11,7 @@ import hashlib
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class SpeculativeRejection(BaseModel):
     keep: float = Field(default=0.5, gt=0, le=1)
     """Share of the prefixes scored at a checkpoint that go on: the best ceil(keep x scored so
     far). A stream that passed is closed later if enough better ones arrive."""
-    min_survivors: int = Field(default=2, ge=1)
+    min_survivors: int = Field(default=3, ge=1)
     """Never cut a stream when fewer than this many candidates would be left."""
 
     @field_validator("checkpoints")
@@ -54,6 +54,12 @@ class SpeculativeRejection(BaseModel):
     def passing(self, scored: int) -> int:
         """How many of the `scored` prefixes at one checkpoint go on."""
         return math.ceil(self.keep * scored - 1e-9)
+
+    def losers(self, scored: Mapping[int, float]) -> list[int]:
+        """The candidates (keys of `scored`, their prefix scores at one checkpoint so far) below
+        the best `keep` share: those to close, if still writing and `min_survivors` allows."""
+        ranked = sorted(scored, key=scored.__getitem__, reverse=True)
+        return ranked[self.passing(len(scored)) :]
 
 
 class BestOfNOptions(BaseModel):

@@ -216,8 +216,7 @@ class _Race:
         self.streams[index].prefix_scores.append((checkpoint, score))
         here = self.scored[step]
         here[index] = score
-        ranked = sorted(here, key=here.__getitem__, reverse=True)
-        for loser in ranked[self.schedule.passing(len(here)) :]:
+        for loser in self.schedule.losers(here):
             self.cut(loser, checkpoint)
 
     def cut(self, index: int, checkpoint: int) -> None:
