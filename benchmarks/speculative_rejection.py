@@ -282,8 +282,9 @@ def _timed_ideal(
     computed offline: each stream's first token after a uniform draw from `first_token` (the same
     draws for every schedule), then `rate` tokens/s; each prefix, scored the instant it is
     written, against those scored at its checkpoint so far; every stream still writing below the
-    `keep` share cut, unless fewer than `min_survivors` would be left. No scoring latency, so no
-    overshoot: what timing alone costs against the lock-step ideal."""
+    `keep` share cut, unless fewer than `min_survivors` would be left (`SpeculativeRejection.
+    losers`, as in the engine). No scoring latency, so no overshoot: what judging without a
+    barrier, under this timing, costs against the lock-step ideal."""
     rng = np.random.default_rng(0)
     tokens, quality = [], []
     for prompt, answers in draws:
