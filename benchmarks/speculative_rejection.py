@@ -117,8 +117,8 @@ def main() -> None:
     reward_model = RewardModel.load(args.model)
     judged = _Judged(reward_model)
     if args.sweep:
-        timing = (args.token_rates, tuple(args.first_token))
-        _sweep(judged, served, judge, args.n, *timing, args.sweep_plot)
+        first_token = (args.first_token[0], args.first_token[1])
+        _sweep(judged, served, judge, args.n, args.token_rates, first_token, args.sweep_plot)
         return
     first, last = args.first_token
 
@@ -237,6 +237,13 @@ class _Judged:
             }
         return np.array([self._scores[(prompt, t, checkpoint)] for t in texts])
 
+    def verdict(
+        self, judge: dict[tuple[str, str], float], prompt: str, survivors: list[str]
+    ) -> float:
+        """The judge's verdict on the survivor the whole-answer reward picks."""
+        pick = survivors[int(np.argmax(self.scores(prompt, survivors, None)))]
+        return judge.get((prompt, pick), 0.0)
+
 
 def _lockstep_ideal(
     judged: _Judged,
@@ -263,10 +270,8 @@ def _lockstep_ideal(
             for i in ranked[keep:]:
                 spent[i] = checkpoint
             alive = [i for i in alive if i not in ranked[keep:]]
-        whole = judged.scores(prompt, [answers[i] for i in alive], None)
-        pick = answers[alive[int(np.argmax(whole))]]
         tokens.append(sum(spent))
-        quality.append(judge.get((prompt, pick), 0.0))
+        quality.append(judged.verdict(judge, prompt, [answers[i] for i in alive]))
     return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
 
 
@@ -323,10 +328,8 @@ def _timed_ideal(
             for i in range(len(answers))
         ]
         alive = [i for i in range(len(answers)) if i not in cut]
-        whole = judged.scores(prompt, [answers[i] for i in alive], None)
-        pick = answers[alive[int(np.argmax(whole))]]
         tokens.append(sum(spent))
-        quality.append(judge.get((prompt, pick), 0.0))
+        quality.append(judged.verdict(judge, prompt, [answers[i] for i in alive]))
     return Measured(float(np.mean(tokens)), float("nan"), float(np.mean(quality)), [], 0.0)
 
 
