@@ -18,9 +18,9 @@ import openai
 import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
-from langchain_core.runnables import ConfigurableField
+from langchain_core.runnables import ConfigurableField, RunnableLambda
 from langchain_core.tracers.base import BaseTracer
 from langchain_openai import ChatOpenAI
 
@@ -345,6 +345,8 @@ def test_identity_holds_no_address() -> None:
     assert stable_identity(patient) == stable_identity(llm)  # asked harder, answers the same
     configurable = llm.configurable_fields(model_name=ConfigurableField(id="model"))
     assert "process_local_id" in json.dumps(stable_identity(configurable))  # resolved per call
+    plain = RunnableLambda(lambda messages: AIMessage("hi"))  # a Runnable, not Serializable
+    assert "process_local_id" in json.dumps(stable_identity(llm.with_fallbacks([plain])))
 
 
 _CACHED_CALL = """

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_irl.data.collect import Sampler
 from langchain_irl.data.formats import InputValue, input_messages, parse_input_cell
@@ -133,11 +133,13 @@ class _TextSampler:
     control_flow: tuple[type[BaseException], ...] = ()
     token_counter = None
 
-    def sample(self, count: int) -> tuple[list[AIMessage], list[AIMessage]]:
+    def sample(self, count: int) -> tuple[list[BaseMessage], list[BaseMessage]]:
         raise NotImplementedError("batch best-of-n runs on the engine's event loop")
 
-    async def asample(self, count: int) -> tuple[list[AIMessage], list[AIMessage]]:
-        messages = [AIMessage(text) for text in await self.sample_texts(self.value, count)]
+    async def asample(self, count: int) -> tuple[list[BaseMessage], list[BaseMessage]]:
+        messages: list[BaseMessage] = [
+            AIMessage(text) for text in await self.sample_texts(self.value, count)
+        ]
         return messages, messages
 
 

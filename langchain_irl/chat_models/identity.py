@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.load import dumpd
+from langchain_core.load import Serializable, dumpd
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableWithFallbacks
 from langchain_core.runnables.configurable import DynamicRunnable
 from pydantic import BaseModel
@@ -69,7 +69,8 @@ def stable_identity(runnable: Runnable[Any, Any]) -> Any:
         }
     if isinstance(runnable, DynamicRunnable):  # resolved per call, from the caller's config:
         return {"configurable": kind, "process_local_id": id(runnable)}  # no stable identity
-    if runnable.is_lc_serializable():
+    # Only a Serializable has is_lc_serializable (a RunnableLambda, for one, does not).
+    if isinstance(runnable, Serializable) and runnable.is_lc_serializable():
         return _jsonable(dumpd(runnable))
     return {"unidentified": kind, "process_local_id": id(runnable)}
 

@@ -68,7 +68,9 @@ def run_demo(
         numbers = ", ".join(map(str, DEMO_CONTESTS))
         raise DataFileError(f"{source}: none of the demo's contests ({numbers}) is in it")
     llm = _base_model(llm_name, held_out, seed)
-    best_of_n = BestOfN(llm=llm, reward_model=reward_model, n=n, return_all=True, seed=seed)
+    best_of_n = BestOfN(
+        llm=llm, reward_model=reward_model, n=n, return_all=True, selection_seed=seed
+    )
     chain = PROMPT | best_of_n | StrOutputParser()
     recorder = _LastBestOfN()
 

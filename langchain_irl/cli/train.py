@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_irl.cli.options import (
     ENCODER_HELP,
@@ -17,6 +17,7 @@ from langchain_irl.cli.options import (
     share,
 )
 from langchain_irl.data.edits import EDIT_WEIGHT, EDITS
+from langchain_irl.reward_model.card import Architecture
 from langchain_irl.reward_model.features import FEATURES, TRAINED_FEATURES
 from langchain_irl.train.config import PREFIX_TOKENS
 
@@ -169,7 +170,8 @@ def run(args: argparse.Namespace) -> None:
         )
     config = TrainConfig(
         objective=args.objective or ("bt" if args.pairs else "maxent"),
-        architecture=f"{args.architecture}-encoder",
+        # --architecture's choices (bi, cross) make it one of the two; pydantic checks it again.
+        architecture=cast(Architecture, f"{args.architecture}-encoder"),
         hidden=tuple(args.hidden),
         off_topic=args.off_topic,
         edits=tuple(args.edits),

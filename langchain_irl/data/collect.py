@@ -216,7 +216,7 @@ def sample_key(value: InputValue) -> str:
 def _as_messages(value: InputValue, system: str | None = None) -> list[BaseMessage]:
     """An input as chat messages, after the `system` instruction (unless it has its own)."""
     messages = input_messages(value)
-    converted = (
+    converted: list[BaseMessage] = (
         [HumanMessage(messages)] if isinstance(messages, str) else convert_to_messages(messages)
     )
     if system and not any(m.type == "system" for m in converted):

@@ -37,7 +37,12 @@ class ConcurrencyLimit:
     def held(self, bound: int) -> Iterator[None]:
         """Hold one slot from a thread, waiting while `bound` requests are in flight."""
         event = threading.Event()
-        waiter = self._enter(bound, lambda: event.set() or True)
+
+        def wake() -> bool:
+            event.set()
+            return True
+
+        waiter = self._enter(bound, wake)
         if waiter is not None:
             try:
                 event.wait()

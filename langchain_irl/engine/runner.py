@@ -36,12 +36,22 @@ T = TypeVar("T")
 class Sampler(Protocol):
     """Where one call's candidates come from."""
 
-    native_n: bool
-    """One request returns many candidates (the provider's `n`); else one request per candidate."""
-    control_flow: tuple[type[BaseException], ...]
-    """Exceptions that are not failures (an agent's interrupt): re-raised at once."""
-    token_counter: TokenCounter | None
-    """Counts usage when a response reports none."""
+    # Read-only properties: a plain attribute, a class attribute or a property all fit.
+    @property
+    def native_n(self) -> bool:
+        """One request returns many candidates (the provider's `n`); else one request per
+        candidate."""
+        ...
+
+    @property
+    def control_flow(self) -> tuple[type[BaseException], ...]:
+        """Exceptions that are not failures (an agent's interrupt): re-raised at once."""
+        ...
+
+    @property
+    def token_counter(self) -> TokenCounter | None:
+        """Counts usage when a response reports none."""
+        ...
 
     def sample(self, count: int) -> Candidates: ...
 

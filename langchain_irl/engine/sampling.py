@@ -66,7 +66,9 @@ def with_params(llm: ChatRunnable, params: dict[str, Any]) -> ChatRunnable:
         update[name] = value
     explicit = {name: getattr(model, name) for name in model.model_fields_set}
     rebuilt = type(model).model_validate({**explicit, **update})
-    return rebuilt if llm is model else llm.model_copy(update={"bound": rebuilt})  # type: ignore[union-attr]
+    if isinstance(llm, RunnableBinding):  # chat_model_of found the model bound inside it
+        return llm.model_copy(update={"bound": rebuilt})
+    return rebuilt  # llm is the chat model itself
 
 
 @dataclass

@@ -41,8 +41,11 @@ from langchain_irl.reward_model.rendering import render_output
 class StreamSampler(Protocol):
     """A sampler whose candidates can be streamed one at a time (see `runner.Sampler`)."""
 
-    control_flow: tuple[type[BaseException], ...]
-    token_counter: TokenCounter | None
+    @property
+    def control_flow(self) -> tuple[type[BaseException], ...]: ...
+
+    @property
+    def token_counter(self) -> TokenCounter | None: ...
 
     def stream_one(self) -> AsyncGenerator[BaseMessageChunk, None]:
         """One candidate, as the inner model streams it."""

@@ -138,7 +138,7 @@ def edit_metrics(
         model,
         prompts,
         groups[chosen],
-        [texts[i] for i in chosen],
+        [texts[int(i)] for i in chosen],
         rewards[chosen],
         seed=seed,
         moved=False,

@@ -78,7 +78,11 @@ class BestOfNMiddleware(AgentMiddleware):
         **options: Unpack[BestOfNSettings],
     ) -> None:
         super().__init__()
-        self.options = BestOfNOptions(reward_model=reward_model, n=n, **options)
+        # Validated from a dict: the validators load a name or folder and turn `True` into a
+        # schedule, which the fields' own types (those of the result) do not admit.
+        self.options = BestOfNOptions.model_validate(
+            {"reward_model": reward_model, "n": n, **options}
+        )
         self._limit = ConcurrencyLimit()  # max_concurrency counts across all its calls
 
     def wrap_model_call(self, request: ModelRequest, handler: Handler) -> ModelResponse:

@@ -120,8 +120,8 @@ class BatchReader:
                 )
             ]
             encodings, counts = zip(*pairs, strict=True)
-            texts = [self.texts[i] for i in matrix.reshape(-1)]
-            features = candidate_features(texts, np.array(counts), self.features)
+            cells = [self.texts[i] for i in matrix.reshape(-1)]
+            features = candidate_features(cells, np.array(counts), self.features)
             return Batch(matrix.shape, Tokens.of(encodings, features))
         records, inverse = np.unique(matrix, return_inverse=True)
         prompt_ids, prompt_inverse = np.unique(row_prompts, return_inverse=True)

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -69,6 +70,8 @@ QUANTIZATION_MIN_SPEARMAN = 0.99
 CEILING_METRICS = ("pairwise_accuracy", "spearman_gold", "best_of_16_gap_closed")
 # Fewer held-out inputs than this and the card's metrics are mostly noise: say so.
 MIN_VALIDATION_INPUTS = 10
+# A folder keeps at most this many training demonstrations (a fixed sample beyond) for `explain`.
+KEPT_DEMONSTRATIONS = 5000
 
 
 @dataclass
@@ -205,7 +208,7 @@ def embed_outputs(
             for group in np.unique(groups):
                 (members,) = np.nonzero(groups == group)
                 embeddings[members], counts[members] = encoder.encode_pairs(
-                    prompts[int(group)], [texts[i] for i in members], keep=reading.prompt_keeps
+                    prompts[int(group)], [texts[int(i)] for i in members], keep=reading.prompt_keeps
                 )
                 bar.update(len(members))
             return embeddings, counts
@@ -526,7 +529,9 @@ def ensemble_rewards(members: Sequence[Sequence[Layer]], phi: np.ndarray) -> np.
     """The reward as the head graph computes it: the members' mean."""
     if len(members) == 1:
         return head_forward(members[0], phi)
-    return np.mean([head_forward(layers, phi) for layers in members], axis=0, dtype=np.float32)
+    # The mean over axis 0 of 1-D rewards is an array; numpy's stubs also allow a scalar.
+    mean = np.mean([head_forward(layers, phi) for layers in members], axis=0, dtype=np.float32)
+    return cast(np.ndarray, mean)
 
 
 @dataclass(frozen=True)
@@ -716,7 +721,7 @@ def write_demonstrations(
     records: EncodedSet,
     encoder: ExportedEncoder,
     config: TrainConfig,
-    limit: int = 5000,
+    limit: int = KEPT_DEMONSTRATIONS,
 ) -> dict[str, Path]:
     """Training demonstrations (at most `limit`, a fixed sample) and their outputs' embeddings,
     for `RewardModel.explain`, by their file name in the folder. A cross-encoder's records hold
