@@ -13,6 +13,8 @@ import numpy as np
 
 from langchain_irl.extras import require
 
+CROWDED = 4  # more legend entries than this go below the plot, not over it
+
 
 def _figure(width: float = 7, height: float = 4) -> tuple[Any, Any]:
     figure_module = require("matplotlib.figure", "plots", "cli")
@@ -63,8 +65,16 @@ def _save(figure: Any, axes: Any, path: Path, title: str, x_label: str, y_label:
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     axes.set_title(title)
-    axes.legend()
+    labels = axes.get_legend_handles_labels()[1]
+    if len(labels) <= CROWDED:
+        legend = axes.legend()
+    else:  # below the axes: inside, "best" can only choose which points to hide
+        columns = max(1, min(3, 100 // max(map(len, labels))))
+        legend = axes.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=columns, fontsize="small"
+        )
+        legend.set_in_layout(False)  # the axes keep their size; the saved page grows instead
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=[legend])
     return path
