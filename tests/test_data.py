@@ -111,6 +111,31 @@ def test_caption_contest_converter() -> None:
     assert not any(d.input.startswith("A shepard") for d in demos)
 
 
+def test_leaving_out_a_contest_whose_description_another_keeps_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def contest(number: int, description: str) -> str:
+        captions = [{"text": f"{number}-0", "rank": 0, "mean": 2.0, "chunk": "top"}]
+        return json.dumps({"contest": number, "description": description, "captions": captions})
+
+    path = _write(
+        tmp_path / "contests.jsonl",
+        [
+            contest(644, "A couple at a mini-golf course"),
+            contest(645, "A couple at a mini-golf course"),
+            contest(646, "A dog at a desk"),
+        ],
+    )
+    caption_contest(path, exclude={646})
+    assert not caplog.records  # a description of its own: held out for real
+    demos, _ = caption_contest(path, exclude={645})
+    assert [d.output for d in demos] == ["644-0", "646-0"]
+    assert "contest 645 is left out, but contest 644, kept, has the same description" in caplog.text
+    caplog.clear()
+    caption_contest(path, contests={645, 646})
+    assert "contest 644 is left out, but contest 645, kept" in caplog.text
+
+
 def test_caption_contest_bad_record(tmp_path: Path) -> None:
     path = _write(tmp_path / "contests.jsonl", ['{"contest": 1}'])
     with pytest.raises(DataFileError, match=r"contests\.jsonl:1: not a caption-contest record"):

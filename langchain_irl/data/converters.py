@@ -71,11 +71,16 @@ def caption_contest(
     unknown = set(sample_chunks) - set(CAPTION_CHUNKS)
     if unknown:
         raise ValueError(f"unknown caption chunks {sorted(unknown)}; use {CAPTION_CHUNKS}")
+    every = read_caption_contests(path)
+    kept = [
+        contest
+        for contest in every
+        if (contests is None or contest.number in contests) and contest.number not in exclude
+    ]
+    _warn_of_kept_twins(path, every, kept)
     demos: list[Example] = []
     samples: list[Example] = []
-    for contest in read_caption_contests(path):
-        if (contests is not None and contest.number not in contests) or contest.number in exclude:
-            continue
+    for contest in kept:
         rows = zip(contest.captions, contest.ratings, contest.chunks, strict=True)
         for position, (caption, rating, chunk) in enumerate(rows):
             example = Example(contest.description, caption, float(rating))
@@ -84,6 +89,26 @@ def caption_contest(
             elif chunk in sample_chunks:
                 samples.append(example)
     return demos, samples
+
+
+def _warn_of_kept_twins(
+    path: str | Path, every: Sequence[Contest], kept: Sequence[Contest]
+) -> None:
+    """A contest left out whose description a kept contest has is not held out: the input is
+    the description, so its input is still trained on (train.jsonl.gz: 645 and 644)."""
+    kept_numbers = {contest.number: contest.description for contest in kept}
+    twins = {description: number for number, description in kept_numbers.items()}
+    for contest in every:
+        twin = twins.get(contest.description)
+        if contest.number not in kept_numbers and twin is not None:
+            logger.warning(
+                "%s: contest %d is left out, but contest %d, kept, has the same description "
+                "(%r): that input is still trained on",
+                path,
+                contest.number,
+                twin,
+                contest.description,
+            )
 
 
 def hh_rlhf(path: str | Path) -> list[Pair]:
