@@ -6,8 +6,10 @@ neither bundled model trained on, every candidate of an input is scored once; fo
 random subsets of n are drawn (the same draws for every rule and model), each rule picks one, and
 the gold gain of the pick over a random answer of the same subset is averaged:
 
-- captions: the 5 demo contests and the trainer's 16 validation contests (1,000 real entries
-  each), gold = the humans' mean rating;
+- captions: the contests no compared folder trained on (read off the demonstrations each keeps;
+  1,000 real entries each), gold = the humans' mean rating. For the bundled model: the trainer's
+  16 validation contests and 4 of the 5 demo contests; the fifth, 645, has the description of
+  644, a training contest, so its input is not new;
 - AlpacaEval: the 111 held-out instructions (50 judged answers each), gold = `judge_win`.
 
 Rules: argmax, conservative (mean - spread of the ensemble members), regularized (plus the mean
@@ -16,13 +18,21 @@ rate (`data.edits`) is printed beside the curves, and so are two paired checks o
 95% intervals: argmax at the largest n against its peak, and conservative against argmax there.
 Prints a table per task, saves a PNG per task.
 
+20 contests tell a fall of a few hundredths from noise poorly. `--captions-cross-fit` takes folds
+of one recipe instead: folders trained with different contests left out (see models/README). Each
+contest is judged by the folds that never trained on it (read off the demonstrations a folder
+keeps), its gains averaged over them, and the curves and paired checks cover every such contest.
+
     python benchmarks/overoptimization.py --captions caption-humor build/caption-humor \\
         --helpful helpful build/helpful [--draws 200] [--plot-dir models]
+    python benchmarks/overoptimization.py --captions-cross-fit caption-humor build/fold-* \\
+        --captions --helpful
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +52,10 @@ from langchain_irl.engine.selection import Selection
 from langchain_irl.evaluation.metrics import paired_interval
 from langchain_irl.evaluation.plots import line_plot
 from langchain_irl.evaluation.probes import edit_metrics
-from langchain_irl.train.pipeline import validation_mask
+from langchain_irl.reward_model.card import DEMOS_FILE
+from langchain_irl.train.pipeline import KEPT_DEMONSTRATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONTESTS = (641, 645, 648, 650, 654)  # left out of the bundled caption model's training
 RULES: tuple[Selection, ...] = ("argmax", "conservative", "regularized", "softmax")
 
 
@@ -69,21 +79,13 @@ class Scored:
     similarity: list[np.ndarray]
 
 
-def caption_task(path: Path, validation_share: float = 0.15, seed: int = 0) -> Task:
-    """The demo contests, plus the contests the trainer held out of the other 110 (its split:
-    `validation_mask` over the sorted descriptions, as `train` draws it)."""
-    contests = read_caption_contests(path)
-    trained = sorted(
-        {Example(c.description, "").prompt() for c in contests if c.number not in DEMO_CONTESTS}
-    )
-    mask = validation_mask(np.arange(len(trained)), validation_share, seed)
-    held = {trained[i] for i in np.flatnonzero(mask)}
+def caption_task(path: Path) -> Task:
+    """Every contest in `path` (1,000 rated entries each), its input the cartoon's description."""
     by_prompt = {
         Example(c.description, "").prompt(): list(zip(c.captions, c.ratings, strict=True))
-        for c in contests
-        if c.number in DEMO_CONTESTS or Example(c.description, "").prompt() in held
+        for c in read_caption_contests(path)
     }
-    return _task(f"captions ({len(by_prompt)} held-out contests)", "human mean rating", by_prompt)
+    return _task(f"captions ({len(by_prompt)} contests)", "human mean rating", by_prompt)
 
 
 def alpaca_task(path: Path) -> Task:
@@ -93,6 +95,16 @@ def alpaca_task(path: Path) -> Task:
     for example in judged:
         by_prompt.setdefault(example.prompt(), []).append((example.output, float(example.score)))
     return _task(f"AlpacaEval ({len(by_prompt)} held-out instructions)", "judge_win", by_prompt)
+
+
+def subtask(task: Task, indices: Sequence[int], name: str) -> Task:
+    return Task(
+        name,
+        task.gold_name,
+        [task.prompts[i] for i in indices],
+        [task.answers[i] for i in indices],
+        [task.gold[i] for i in indices],
+    )
 
 
 def _task(name: str, gold_name: str, by_prompt: dict[str, list[tuple[str, float]]]) -> Task:
@@ -183,15 +195,29 @@ def raise_rates(model: RewardModel, task: Task, scored: Scored) -> dict[str, flo
     return edit_metrics(model, task.prompts, groups, texts, rewards)
 
 
-def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
+def curve_sizes(task: Task) -> list[int]:
+    """n = 1, 2, 4, ... up to the fewest answers any input has."""
     largest = min(len(a) for a in task.answers)
-    ns = [2**i for i in range(int(np.log2(largest)) + 1)]
-    subsets = draws(task, ns, count, seed=0)
+    return [2**i for i in range(int(np.log2(largest)) + 1)]
+
+
+def rule_gains(
+    model: RewardModel, scored: Scored, task: Task, subsets: dict[int, list[np.ndarray]]
+) -> dict[str, list[np.ndarray]]:
+    """Per rule, per n, each input's gold gain (conservative only where members disagree)."""
+    return {
+        rule: [gold_gain(rule, scored, task, subsets[n]) for n in sorted(subsets)]
+        for rule in RULES
+        if rule != "conservative" or model.card.head.members > 1
+    }
+
+
+def print_header(
+    task: Task, ns: Sequence[int], count: int, subsets: dict[int, list[np.ndarray]]
+) -> None:
     print(f"\n{task.name}: {len(task.prompts)} inputs, {sum(map(len, task.answers))} answers")
     print(f"gold gain over a random answer ({task.gold_name}), {count} draws per input and n")
-    header = f"{'model':<28} {'rule':<13}" + "".join(f"{f'n={n}':>9}" for n in ns)
-    print(header)
-    series: dict[str, tuple[list[float], list[float]]] = {}
+    print(f"{'model':<28} {'rule':<13}" + "".join(f"{f'n={n}':>9}" for n in ns))
     oracle = [
         float(
             np.mean(
@@ -204,27 +230,23 @@ def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
         for n in ns
     ]
     print(f"{'oracle':<28} {'':<13}" + "".join(f"{v:>9.4f}" for v in oracle))
-    for path in models:
-        model = RewardModel.load(path)
-        label = f"{model.name} ({path})" if str(path) != model.name else model.name
-        scored = score(model, task)
-        per_input: dict[str, list[np.ndarray]] = {}
-        for rule in RULES:
-            if rule == "conservative" and model.card.head.members == 1:
-                continue  # no spread: the same picks as argmax
-            per_input[rule] = [gold_gain(rule, scored, task, subsets[n]) for n in ns]
-            gains = [float(g.mean()) for g in per_input[rule]]
-            series[f"{label}: {rule}"] = (list(np.log2(ns)), gains)
-            print(f"{label[:28]:<28} {rule:<13}" + "".join(f"{v:>9.4f}" for v in gains))
-        print(f"{'':<28} {paired_checks(per_input, ns)}")
-        rates = raise_rates(model, task, scored)
-        print(
-            f"{'':<28} edits raised: "
-            + ", ".join(
-                f"{name.removeprefix('edit_raised_').replace('_', ' ')} {share:.1%}"
-                for name, share in rates.items()
-            )
-        )
+
+
+def print_curves(
+    label: str,
+    per_input: dict[str, list[np.ndarray]],
+    ns: Sequence[int],
+    series: dict[str, tuple[list[float], list[float]]],
+) -> None:
+    """One row per rule (added to the plot's `series`), then the paired checks."""
+    for rule, per_n in per_input.items():
+        gains = [float(g.mean()) for g in per_n]
+        series[f"{label}: {rule}"] = (list(np.log2(ns)), gains)
+        print(f"{label[:28]:<28} {rule:<13}" + "".join(f"{v:>9.4f}" for v in gains))
+    print(f"{'':<28} {paired_checks(per_input, ns)}")
+
+
+def save_plot(series: dict[str, tuple[list[float], list[float]]], task: Task, plot: Path) -> None:
     line_plot(
         series,
         plot,
@@ -235,6 +257,67 @@ def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
     print(f"plot: {plot}")
 
 
+def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
+    ns = curve_sizes(task)
+    subsets = draws(task, ns, count, seed=0)
+    print_header(task, ns, count, subsets)
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for path in models:
+        model = RewardModel.load(path)
+        label = f"{model.name} ({path})" if str(path) != model.name else model.name
+        scored = score(model, task)
+        print_curves(label, rule_gains(model, scored, task, subsets), ns, series)
+        rates = raise_rates(model, task, scored)
+        print(
+            f"{'':<28} edits raised: "
+            + ", ".join(
+                f"{name.removeprefix('edit_raised_').replace('_', ' ')} {share:.1%}"
+                for name, share in rates.items()
+            )
+        )
+    save_plot(series, task, plot)
+
+
+def untrained(task: Task, model: RewardModel) -> list[int]:
+    """The inputs of `task` a folder never trained on, read off the demonstrations it keeps:
+    all of them, unless there were more than it keeps (then it cannot tell, and says so)."""
+    if DEMOS_FILE in model.card.files:
+        kept = json.loads((model.folder / DEMOS_FILE).read_text(encoding="utf-8"))
+        if len(kept) < KEPT_DEMONSTRATIONS:
+            trained = {demo["input"] for demo in kept}
+            return [i for i, prompt in enumerate(task.prompts) if prompt not in trained]
+    raise SystemExit(f"{model.folder}: cannot tell its training inputs from {DEMOS_FILE}")
+
+
+def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
+    """One recipe's folds: each input judged by the folds that never trained on it, its gains
+    averaged over them; every input no fold held out is dropped."""
+    models = [RewardModel.load(path) for path in folds]
+    held = [untrained(task, model) for model in models]
+    covered = sorted(set().union(*held))
+    task = subtask(task, covered, f"captions ({len(covered)} contests, {len(folds)} folds)")
+    position = {index: k for k, index in enumerate(covered)}
+    ns = curve_sizes(task)
+    subsets = draws(task, ns, count, seed=0)
+    print_header(task, ns, count, subsets)
+    totals: dict[str, list[np.ndarray]] = {}
+    judged = np.zeros(len(covered))
+    for model, path, indices in zip(models, folds, held, strict=True):
+        rows = [position[i] for i in indices]
+        fold = subtask(task, rows, str(path))
+        mine = {n: [subsets[n][r] for r in rows] for n in ns}
+        print(f"{str(path)[:28]:<28} holds out {len(rows)} contests")
+        for rule, per_n in rule_gains(model, score(model, fold), fold, mine).items():
+            sums = totals.setdefault(rule, [np.zeros(len(covered)) for _ in ns])
+            for total, gains in zip(sums, per_n, strict=True):
+                total[rows] += gains
+        judged[rows] += 1
+    per_input = {rule: [total / judged for total in sums] for rule, sums in totals.items()}
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    print_curves(f"{models[0].name}, cross-fitted", per_input, ns, series)
+    save_plot(series, task, plot)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--captions", nargs="*", default=["caption-humor"], metavar="MODEL")
@@ -243,13 +326,27 @@ def main() -> None:
         "--caption-data", type=Path, default=ROOT / "data/caption_contest/train.jsonl.gz"
     )
     parser.add_argument("--alpaca-data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
+    parser.add_argument(
+        "--captions-cross-fit",
+        nargs="*",
+        default=[],
+        metavar="FOLD",
+        help="folders of one caption recipe, each trained with different contests left out",
+    )
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--plot-dir", type=Path, default=ROOT / "models")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.captions:
-        task = caption_task(args.caption_data)
+        every = caption_task(args.caption_data)
+        unseen = [set(untrained(every, RewardModel.load(path))) for path in args.captions]
+        shared = sorted(set.intersection(*unseen))
+        task = subtask(every, shared, f"captions ({len(shared)} contests no model trained on)")
         run(task, args.captions, args.draws, args.plot_dir / "overoptimization-captions.png")
+    if args.captions_cross_fit:
+        task = caption_task(args.caption_data)
+        plot = args.plot_dir / "overoptimization-captions-cross-fitted.png"
+        cross_fit(task, args.captions_cross_fit, args.draws, plot)
     if args.helpful:
         task = alpaca_task(args.alpaca_data)
         run(task, args.helpful, args.draws, args.plot_dir / "overoptimization-helpful.png")
