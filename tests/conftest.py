@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from langchain_irl import RewardModel
 
@@ -18,6 +19,12 @@ def data_file(*parts: str) -> Path:
     shared = ROOT.parent / "shared" / "data" / Path(*parts)
     return shared if shared.exists() else ROOT / "data" / Path(*parts)
 
+
+# Hypothesis times each example (200 ms) and its data generation by default: wall-clock checks a
+# busy machine fails. Every property test here runs without them (a test that sets its own
+# suppress_health_check names too_slow again).
+settings.register_profile("load-proof", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("load-proof")
 
 # The one warning tests expect and let pass: best-of-n's notice that the loopback server's random
 # draws repeated a candidate (scored once). Any other warning still shows.

@@ -175,7 +175,8 @@ def test_sync_calls_from_many_threads_respect_the_bound(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(query=st.text(max_size=2000), k=st.integers(min_value=1, max_value=5))
 def test_fuzz_selector(model: RewardModel, query: str, k: int) -> None:

@@ -178,7 +178,8 @@ def test_threads_give_the_same_scores_as_one_thread(captions: list[str]) -> None
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     prompt=st.text(max_size=300),
@@ -205,7 +206,8 @@ def test_runtime_needs_no_torch() -> None:
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
 def test_a_score_does_not_depend_on_its_batch(model: RewardModel, data: st.DataObject) -> None:

@@ -378,6 +378,8 @@ table { border-collapse: collapse; margin: .6rem 0 1rem; width: 100%; }
 th, td { text-align: left; padding: .25rem .6rem; border-bottom: 1px solid #e5e5ea;
          vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f3f3f6; }
+/* a row's label breaks between words only: "anywhere" let narrow label columns split them */
+th:first-child, td:first-child { overflow-wrap: normal; }
 figure { margin: .8rem 0; }
 img { max-width: 100%; height: auto; }
 .example { border: 1px solid #e0e0e6; border-radius: 6px; padding: .4rem .8rem; margin: .6rem 0; }
