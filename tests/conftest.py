@@ -21,10 +21,15 @@ def data_file(*parts: str) -> Path:
 
 
 # Hypothesis times each example (200 ms) and its data generation by default: wall-clock checks a
-# busy machine fails. Every property test here runs without them (a test that sets its own
-# suppress_health_check names too_slow again).
-settings.register_profile("load-proof", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# busy machine fails. Every property test here runs without them.
+LOAD_PROOF = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("load-proof", LOAD_PROOF)
 settings.load_profile("load-proof")
+# For property tests that take fixtures: `@settings(WITH_FIXTURES, max_examples=...)`.
+WITH_FIXTURES = settings(
+    LOAD_PROOF,
+    suppress_health_check=[*LOAD_PROOF.suppress_health_check, HealthCheck.function_scoped_fixture],
+)
 
 # The one warning tests expect and let pass: best-of-n's notice that the loopback server's random
 # draws repeated a candidate (scored once). Any other warning still shows.

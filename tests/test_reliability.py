@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_openai import ChatOpenAI
 
@@ -22,7 +22,7 @@ from langchain_irl.data.formats import parse_pair
 from langchain_irl.reward_model.card import CARD_FILE
 from langchain_irl.testing.server import OpenAICompatibleServer
 from langchain_irl.train import artifact
-from tests.conftest import BUNDLED_MODEL, DUPLICATE_CANDIDATES, ROOT
+from tests.conftest import BUNDLED_MODEL, DUPLICATE_CANDIDATES, ROOT, WITH_FIXTURES
 
 FAULTS = ["500", "429", "timeout", "malformed"]
 PROMPT = "A well-dressed man complaining about his fuming soup to a server"
@@ -174,10 +174,7 @@ def test_sync_calls_from_many_threads_respect_the_bound(
         assert len(results) == 20 and 2 <= server.max_in_flight <= 5  # concurrent, bounded
 
 
-@settings(
-    max_examples=40,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=40)
 @given(query=st.text(max_size=2000), k=st.integers(min_value=1, max_value=5))
 def test_fuzz_selector(model: RewardModel, query: str, k: int) -> None:
     selector = RewardExampleSelector(

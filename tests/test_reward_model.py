@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_irl import RewardModel
 from langchain_irl.reward_model.encoder import CHARS_PER_TOKEN_BOUND
-from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.conftest import BUNDLED_MODEL, ROOT, WITH_FIXTURES
 
 PROMPT_FOR_DETERMINISM = "A well-dressed man complaining about his fuming soup to a server"
 CANDIDATE_POOL = [
@@ -177,10 +177,7 @@ def test_threads_give_the_same_scores_as_one_thread(captions: list[str]) -> None
         np.testing.assert_array_equal(expected, actual)
 
 
-@settings(
-    max_examples=60,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=60)
 @given(
     prompt=st.text(max_size=300),
     candidates=st.lists(st.text(max_size=300), min_size=1, max_size=5),
@@ -205,10 +202,7 @@ def test_runtime_needs_no_torch() -> None:
     assert "[" in result.stdout
 
 
-@settings(
-    max_examples=30,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=30)
 @given(data=st.data())
 def test_a_score_does_not_depend_on_its_batch(model: RewardModel, data: st.DataObject) -> None:
     """The same (prompt, candidate, model) gives the same score, within 1e-6, whatever else is in
