@@ -4,13 +4,16 @@ Gao et al. (2022) found that the gold reward of best-of-n rises and then falls a
 more candidates a proxy reward chooses from, the more room for what it over-values. Here, on data
 neither bundled model trained on, every candidate of an input is scored once; for n = 1, 2, 4, ...
 random subsets of n are drawn (the same draws for every rule and model), each rule picks one, and
-the gold gain of the pick over a random answer of the same subset is averaged:
+the gold gain of the pick over a random answer of the same subset is averaged.
 
-- captions: the contests no compared folder trained on (read off the demonstrations each keeps;
-  1,000 real entries each), gold = the humans' mean rating. For the bundled model: the trainer's
-  16 validation contests and 4 of the 5 demo contests; the fifth, 645, has the description of
-  644, a training contest, so its input is not new;
-- AlpacaEval: the 111 held-out instructions (50 judged answers each), gold = `judge_win`.
+Each task's inputs are those no compared folder trained on (read off the demonstrations each
+keeps; the trainer's validation inputs count as unseen, since no weight was fitted on them):
+
+- captions: 1,000 real entries per contest, gold = the humans' mean rating. For the bundled
+  model: the trainer's 16 validation contests and 4 of the 5 demo contests; the fifth, 645, has
+  the description of 644, a training contest, so its input is not new;
+- AlpacaEval: about 50 judged answers per instruction, gold = `judge_win`. For the bundled model:
+  the 111 instructions `data alpaca-eval` held out and the trainer's 67 validation instructions.
 
 Rules: argmax, conservative (mean - spread of the ensemble members), regularized (plus the mean
 similarity to the other candidates) and softmax (its expected pick, exactly). Each edit's raise
@@ -18,15 +21,17 @@ rate (`data.edits`) is printed beside the curves, and so are two paired checks o
 95% intervals: argmax at the largest n against its peak, and conservative against argmax there.
 Prints a table per task, saves a PNG per task.
 
-20 contests tell a fall of a few hundredths from noise poorly. `--captions-cross-fit` takes folds
-of one recipe instead: folders trained with different contests left out (see models/README). Each
-contest is judged by the folds that never trained on it (read off the demonstrations a folder
-keeps), its gains averaged over them, and the curves and paired checks cover every such contest.
+A few dozen held-out inputs tell a difference of a few hundredths from noise poorly.
+`--captions-cross-fit` and `--helpful-cross-fit` take folds of one recipe instead: folders
+trained with different inputs left out (see models/README). Each input is judged by the folds
+that never trained on it, its gains averaged over them, and the curves and paired checks cover
+every such input.
 
     python benchmarks/overoptimization.py --captions caption-humor build/caption-humor \\
         --helpful helpful build/helpful [--draws 200] [--plot-dir models]
-    python benchmarks/overoptimization.py --captions-cross-fit caption-humor build/fold-* \\
-        --captions --helpful
+    python benchmarks/overoptimization.py --captions --helpful \\
+        --captions-cross-fit caption-humor build/fold-* \\
+        --helpful-cross-fit helpful build/helpful-fold*
 """
 
 from __future__ import annotations
@@ -43,8 +48,6 @@ import numpy as np
 from langchain_irl import RewardModel
 from langchain_irl.data.converters import (
     alpaca_eval,
-    held_out,
-    read_alpaca_eval,
     read_caption_contests,
 )
 from langchain_irl.data.formats import Example
@@ -63,11 +66,17 @@ RULES: tuple[Selection, ...] = ("argmax", "conservative", "regularized", "softma
 class Task:
     """Held-out inputs, every answer of each, and the answers' gold scores."""
 
-    name: str
+    kind: str  # "captions", "AlpacaEval"
+    unit: str  # what an input is: "contests", "instructions"
     gold_name: str
     prompts: list[str]
     answers: list[list[str]]
     gold: list[np.ndarray]
+    note: str = ""  # which inputs these are
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} ({len(self.prompts)} {self.unit}{self.note})"
 
 
 @dataclass(frozen=True)
@@ -85,33 +94,37 @@ def caption_task(path: Path) -> Task:
         Example(c.description, "").prompt(): list(zip(c.captions, c.ratings, strict=True))
         for c in read_caption_contests(path)
     }
-    return _task(f"captions ({len(by_prompt)} contests)", "human mean rating", by_prompt)
+    return _task("captions", "contests", "human mean rating", by_prompt)
 
 
 def alpaca_task(path: Path) -> Task:
-    instructions = [r["instruction"] for r in read_alpaca_eval(path)]
-    judged = alpaca_eval(path, instructions=held_out(instructions, 0.2, seed=0)).judged
+    """Every instruction in `path` (about 50 judged answers each)."""
     by_prompt: dict[str, list[tuple[str, float]]] = {}
-    for example in judged:
+    for example in alpaca_eval(path).judged:
         by_prompt.setdefault(example.prompt(), []).append((example.output, float(example.score)))
-    return _task(f"AlpacaEval ({len(by_prompt)} held-out instructions)", "judge_win", by_prompt)
+    return _task("AlpacaEval", "instructions", "judge_win", by_prompt)
 
 
-def subtask(task: Task, indices: Sequence[int], name: str) -> Task:
+def subtask(task: Task, indices: Sequence[int], note: str) -> Task:
     return Task(
-        name,
+        task.kind,
+        task.unit,
         task.gold_name,
         [task.prompts[i] for i in indices],
         [task.answers[i] for i in indices],
         [task.gold[i] for i in indices],
+        note,
     )
 
 
-def _task(name: str, gold_name: str, by_prompt: dict[str, list[tuple[str, float]]]) -> Task:
+def _task(
+    kind: str, unit: str, gold_name: str, by_prompt: dict[str, list[tuple[str, float]]]
+) -> Task:
     """Inputs in sorted order, each with its answers and their gold scores."""
     prompts = sorted(by_prompt)
     return Task(
-        name,
+        kind,
+        unit,
         gold_name,
         prompts,
         [[text for text, _ in by_prompt[p]] for p in prompts],
@@ -295,7 +308,7 @@ def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
     models = [RewardModel.load(path) for path in folds]
     held = [untrained(task, model) for model in models]
     covered = sorted(set().union(*held))
-    task = subtask(task, covered, f"captions ({len(covered)} contests, {len(folds)} folds)")
+    task = subtask(task, covered, f", {len(folds)} folds")
     position = {index: k for k, index in enumerate(covered)}
     ns = curve_sizes(task)
     subsets = draws(task, ns, count, seed=0)
@@ -306,7 +319,7 @@ def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
         rows = [position[i] for i in indices]
         fold = subtask(task, rows, str(path))
         mine = {n: [subsets[n][r] for r in rows] for n in ns}
-        print(f"{str(path)[:28]:<28} holds out {len(rows)} contests")
+        print(f"{str(path)[:28]:<28} holds out {len(rows)} {task.unit}")
         for rule, per_n in rule_gains(model, score(model, fold), fold, mine).items():
             sums = totals.setdefault(rule, [np.zeros(len(covered)) for _ in ns])
             for total, gains in zip(sums, per_n, strict=True):
@@ -318,6 +331,12 @@ def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
     save_plot(series, task, plot)
 
 
+def unseen_by_all(task: Task, models: Sequence[str]) -> Task:
+    """The inputs of `task` that none of `models` trained on."""
+    unseen = [set(untrained(task, RewardModel.load(path))) for path in models]
+    return subtask(task, sorted(set.intersection(*unseen)), " no compared model trained on")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--captions", nargs="*", default=["caption-humor"], metavar="MODEL")
@@ -326,30 +345,32 @@ def main() -> None:
         "--caption-data", type=Path, default=ROOT / "data/caption_contest/train.jsonl.gz"
     )
     parser.add_argument("--alpaca-data", type=Path, default=ROOT / "data/alpaca_eval/dev.jsonl.gz")
-    parser.add_argument(
-        "--captions-cross-fit",
-        nargs="*",
-        default=[],
-        metavar="FOLD",
-        help="folders of one caption recipe, each trained with different contests left out",
-    )
+    for kind, inputs in (("captions", "contests"), ("helpful", "instructions")):
+        parser.add_argument(
+            f"--{kind}-cross-fit",
+            nargs="*",
+            default=[],
+            metavar="FOLD",
+            help=f"folders of one {kind} recipe, each trained with different {inputs} left out",
+        )
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--plot-dir", type=Path, default=ROOT / "models")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    if args.captions:
-        every = caption_task(args.caption_data)
-        unseen = [set(untrained(every, RewardModel.load(path))) for path in args.captions]
-        shared = sorted(set.intersection(*unseen))
-        task = subtask(every, shared, f"captions ({len(shared)} contests no model trained on)")
-        run(task, args.captions, args.draws, args.plot_dir / "overoptimization-captions.png")
-    if args.captions_cross_fit:
-        task = caption_task(args.caption_data)
-        plot = args.plot_dir / "overoptimization-captions-cross-fitted.png"
-        cross_fit(task, args.captions_cross_fit, args.draws, plot)
-    if args.helpful:
-        task = alpaca_task(args.alpaca_data)
-        run(task, args.helpful, args.draws, args.plot_dir / "overoptimization-helpful.png")
+    tasks = (
+        ("captions", caption_task, args.caption_data, args.captions, args.captions_cross_fit),
+        ("helpful", alpaca_task, args.alpaca_data, args.helpful, args.helpful_cross_fit),
+    )
+    for kind, load, data, models, folds in tasks:
+        if not (models or folds):
+            continue
+        every = load(data)
+        if models:
+            task = unseen_by_all(every, models)
+            run(task, models, args.draws, args.plot_dir / f"overoptimization-{kind}.png")
+        if folds:
+            plot = args.plot_dir / f"overoptimization-{kind}-cross-fitted.png"
+            cross_fit(every, folds, args.draws, plot)
 
 
 if __name__ == "__main__":

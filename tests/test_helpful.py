@@ -73,6 +73,15 @@ def test_held_out_is_seeded_and_disjoint() -> None:
     assert held_out(inputs, 0.0, seed=1) == set()
 
 
+def test_held_out_blocks_are_the_folds_of_a_cross_fit() -> None:
+    inputs = [f"q{i}" for i in range(50)]
+    blocks = [held_out(inputs, 0.2, seed=1, block=k) for k in range(5)]
+    assert blocks[0] == held_out(inputs, 0.2, seed=1)
+    assert set().union(*blocks) == set(inputs) and sum(map(len, blocks)) == len(inputs)
+    with pytest.raises(ValueError, match="block 5"):
+        held_out(inputs, 0.2, seed=1, block=5)
+
+
 @pytest.fixture(scope="module")
 def encoder() -> OnnxEncoder:
     return OnnxEncoder.from_files(

@@ -67,6 +67,13 @@ def add_parser(commands: Any) -> None:
         "--holdout-share", type=share, default=0.2, help="instructions kept for evaluation"
     )
     alpaca.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    alpaca.add_argument(
+        "--holdout-block",
+        type=int,
+        default=0,
+        help="which share-sized block of the seeded order is held out; blocks are disjoint, so "
+        "with a share of 0.2, blocks 0-4 are the five folds of a cross-fit",
+    )
     alpaca.set_defaults(run=run_alpaca_eval)
     hh = datasets.add_parser(
         "hh-rlhf", help="Anthropic HH-RLHF -> preference pairs JSONL", formatter_class=Formatter
@@ -106,7 +113,7 @@ def run_alpaca_eval(args: argparse.Namespace) -> None:
     instructions = [record["instruction"] for record in read_alpaca_eval(args.file)]
     if not instructions:
         _nothing_to_convert(args.file, "AlpacaEval records")
-    heldout = held_out(instructions, args.holdout_share, args.seed)
+    heldout = held_out(instructions, args.holdout_share, args.seed, args.holdout_block)
     parts = {
         args.out_dir: set(instructions) - heldout,
         args.out_dir / "heldout": heldout,

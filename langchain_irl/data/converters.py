@@ -226,12 +226,19 @@ def alpaca_eval(
     return split
 
 
-def held_out(inputs: Sequence[str], share: float, seed: int) -> set[str]:
-    """A seeded random `share` of the distinct `inputs`, kept out of training for evaluation."""
+def held_out(inputs: Sequence[str], share: float, seed: int, block: int = 0) -> set[str]:
+    """A seeded random `share` of the distinct `inputs`, kept out of training for evaluation.
+
+    `block` picks which `share`-sized stretch of the same seeded order: blocks 0, 1, ... are
+    disjoint, so with a share of 1/k the first k of them are the folds of a cross-fit."""
     distinct = sorted(set(inputs))
     count = round(share * len(distinct))
+    if block < 0 or (block + 1) * count > len(distinct):
+        raise ValueError(
+            f"block {block} of {count} inputs would end past the {len(distinct)} inputs there are"
+        )
     order = np.random.default_rng(seed).permutation(len(distinct))
-    return {distinct[i] for i in order[:count]}
+    return {distinct[i] for i in order[block * count : (block + 1) * count]}
 
 
 def _split_last_turn(dialogue: str) -> tuple[str, str]:
