@@ -317,7 +317,7 @@ def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
     judged = np.zeros(len(covered))
     for model, path, indices in zip(models, folds, held, strict=True):
         rows = [position[i] for i in indices]
-        fold = subtask(task, rows, str(path))
+        fold = subtask(task, rows, f", judged by {path}")
         mine = {n: [subsets[n][r] for r in rows] for n in ns}
         print(f"{str(path)[:28]:<28} holds out {len(rows)} {task.unit}")
         for rule, per_n in rule_gains(model, score(model, fold), fold, mine).items():

@@ -235,7 +235,7 @@ def held_out(inputs: Sequence[str], share: float, seed: int, block: int = 0) -> 
     count = round(share * len(distinct))
     if block < 0 or (block + 1) * count > len(distinct):
         raise ValueError(
-            f"block {block} of {count} inputs would end past the {len(distinct)} inputs there are"
+            f"no block {block} of {count} inputs in {len(distinct)} (blocks count from 0)"
         )
     order = np.random.default_rng(seed).permutation(len(distinct))
     return {distinct[i] for i in order[block * count : (block + 1) * count]}
