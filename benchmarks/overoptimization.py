@@ -270,13 +270,13 @@ def save_plot(series: dict[str, tuple[list[float], list[float]]], task: Task, pl
     print(f"plot: {plot}")
 
 
-def run(task: Task, models: Sequence[str], count: int, plot: Path) -> None:
+def run(task: Task, models: dict[str, RewardModel], count: int, plot: Path) -> None:
+    """Every model (by the path or name it was loaded from) on the same draws of `task`."""
     ns = curve_sizes(task)
     subsets = draws(task, ns, count, seed=0)
     print_header(task, ns, count, subsets)
     series: dict[str, tuple[list[float], list[float]]] = {}
-    for path in models:
-        model = RewardModel.load(path)
+    for path, model in models.items():
         label = f"{model.name} ({path})" if str(path) != model.name else model.name
         scored = score(model, task)
         print_curves(label, rule_gains(model, scored, task, subsets), ns, series)
@@ -331,9 +331,9 @@ def cross_fit(task: Task, folds: Sequence[str], count: int, plot: Path) -> None:
     save_plot(series, task, plot)
 
 
-def unseen_by_all(task: Task, models: Sequence[str]) -> Task:
+def unseen_by_all(task: Task, models: Sequence[RewardModel]) -> Task:
     """The inputs of `task` that none of `models` trained on."""
-    unseen = [set(untrained(task, RewardModel.load(path))) for path in models]
+    unseen = [set(untrained(task, model)) for model in models]
     return subtask(task, sorted(set.intersection(*unseen)), " no compared model trained on")
 
 
@@ -366,8 +366,9 @@ def main() -> None:
             continue
         every = load(data)
         if models:
-            task = unseen_by_all(every, models)
-            run(task, models, args.draws, args.plot_dir / f"overoptimization-{kind}.png")
+            loaded = {path: RewardModel.load(path) for path in models}
+            task = unseen_by_all(every, list(loaded.values()))
+            run(task, loaded, args.draws, args.plot_dir / f"overoptimization-{kind}.png")
         if folds:
             plot = args.plot_dir / f"overoptimization-{kind}-cross-fitted.png"
             cross_fit(every, folds, args.draws, plot)
